@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export SECRET_KEY ?= insecure-local-key-for-development-and-tests-only
+
+.PHONY: run test install install-dev lint typecheck pytest messages clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+messages: install
+	$(PY) manage.py compilemessages --locale zh_Hans --ignore '.venv' -v 0
+
+# The service with demo data on SQLite and a broker kept in files: no external service needed.
+run: install messages
+	DEBUG=1 bin/run-dev
+
+test: install messages lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+pytest: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .celery media staticfiles

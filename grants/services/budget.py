@@ -1,0 +1,150 @@
+"""Posting money movements: ledger entries and the counters they justify, together, under locks.
+
+Lock order, everywhere money moves (so two transactions never wait on each other in a cycle):
+programme → pool → fiscal-year allotments (by year) → application → award → tranche → recovery.
+Every counter has a CHECK constraint behind it, so even a bug here cannot push a pool past its cap.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from grants.errors import DomainError
+from grants.models import Award, FiscalYearAllotment, FundingPool, LedgerEntry, Programme, Tranche
+
+Kind = LedgerEntry.Kind
+
+
+class IdempotencyConflict(DomainError):
+    code = "idempotency_conflict"
+    status = 409
+
+
+@dataclass
+class Locked:
+    """The budget rows of one pool, locked for the rest of the transaction."""
+
+    programme: Programme | None
+    pool: FundingPool
+    allotments: dict[int, FiscalYearAllotment] = field(default_factory=dict)
+
+
+def lock_pool(pool_id: int, *, programme: bool = True, years: set[int] | None = None) -> Locked:
+    """Lock the pool's budget rows in the fixed order. `years=None` locks every allotment of the pool.
+
+    Money that only moves between disbursed and committed (payments) needs no programme lock: the programme keeps a
+    committed counter only.
+    """
+    locked_programme = None
+    if programme:
+        programme_id = FundingPool.objects.values_list("programme_id", flat=True).get(pk=pool_id)
+        locked_programme = Programme.objects.select_for_update().get(pk=programme_id)
+    pool = FundingPool.objects.select_for_update().select_related("programme__city").get(pk=pool_id)
+    if locked_programme is not None:
+        pool.programme = locked_programme
+    allotment_qs = (
+        FiscalYearAllotment.objects.select_for_update().filter(pool_id=pool_id).order_by("fiscal_year")
+    )
+    if years is not None:
+        allotment_qs = allotment_qs.filter(fiscal_year__in=years)
+    return Locked(locked_programme, pool, {a.fiscal_year: a for a in allotment_qs})
+
+
+def pool_has_allotments(pool_id: int) -> bool:
+    return FiscalYearAllotment.objects.filter(pool_id=pool_id).exists()
+
+
+def replayed(key_base: str, **expected: Any) -> LedgerEntry | None:
+    """The first entry of an operation already posted under this key, or None.
+
+    A key already used for another object is refused: the same key must mean the same request.
+    """
+    entry = LedgerEntry.objects.filter(idempotency_key=f"{key_base}|0").first()
+    if entry is None:
+        return None
+    for attr, value in expected.items():
+        if getattr(entry, attr) != value:
+            raise IdempotencyConflict(
+                _("This idempotency key was already used for a different request."), key=key_base
+            )
+    return entry
+
+
+@dataclass
+class Movement:
+    kind: str
+    amount: Decimal
+    fiscal_year: int
+    award: Award | None = None
+    tranche: Tranche | None = None
+
+
+def post(
+    locked: Locked, movements: list[Movement], *, actor: Any, reason: str, key_base: str
+) -> list[LedgerEntry]:
+    """Write the ledger entries and move the pool, programme and allotment counters by the same amounts.
+
+    The caller holds the locks from `lock_pool` and has checked every limit; the CHECK constraints catch anything
+    it missed and roll the whole transaction back.
+    """
+    if not movements:
+        return []
+    now = timezone.now()
+    committed: dict[int, Decimal] = defaultdict(Decimal)
+    disbursed: dict[int, Decimal] = defaultdict(Decimal)
+    entries = []
+    for i, m in enumerate(movements):
+        if m.amount <= 0:
+            raise ValueError(f"ledger amounts are positive, got {m.amount}")
+        sign = Decimal(1) if m.kind in (Kind.COMMIT, Kind.DISBURSE) else Decimal(-1)
+        (committed if m.kind in (Kind.COMMIT, Kind.DECOMMIT) else disbursed)[m.fiscal_year] += sign * m.amount
+        entries.append(
+            LedgerEntry(
+                kind=m.kind,
+                amount=m.amount,
+                pool=locked.pool,
+                fiscal_year=m.fiscal_year,
+                award=m.award,
+                tranche=m.tranche,
+                actor=actor if getattr(actor, "pk", None) else None,
+                created_at=now,
+                reason=reason[:300],
+                idempotency_key=f"{key_base}|{i}",
+            )
+        )
+    LedgerEntry.objects.bulk_create(entries)
+
+    pool = locked.pool
+    pool.committed += sum(committed.values(), Decimal(0))
+    pool.disbursed += sum(disbursed.values(), Decimal(0))
+    pool.tracking_due_at = now
+    pool.save(update_fields=["committed", "disbursed", "tracking_due_at"])
+    if any(committed.values()):
+        programme = locked.programme
+        if programme is None:
+            raise RuntimeError("moving committed money needs the programme locked")
+        programme.committed += sum(committed.values(), Decimal(0))
+        programme.save(update_fields=["committed"])
+    for year in sorted(set(committed) | set(disbursed)):
+        allotment = locked.allotments.get(year)
+        if allotment is None:
+            continue
+        allotment.committed += committed[year]
+        allotment.disbursed += disbursed[year]
+        allotment.save(update_fields=["committed", "disbursed"])
+
+    pool_id = pool.pk
+    entry_ids = [e.pk for e in entries]
+    transaction.on_commit(lambda: _after_commit(pool_id, entry_ids))
+    return entries
+
+
+def _after_commit(pool_id: int, entry_ids: list[int]) -> None:
+    from grants.tasks import money_moved
+
+    money_moved(pool_id, entry_ids)

@@ -1,0 +1,530 @@
+"""Tranches, awards and recoveries after approval: release, pay, withhold, cancel, suspend, resume, terminate,
+recover (§3, §4). Money moves only through budget.post, with its ledger entries."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from grants import audit
+from grants.errors import DuplicatePaymentReference, InvalidInput
+from grants.models import Award, LedgerEntry, MilestoneReport, Recovery, Tranche
+from grants.money import ZERO, to_money
+from grants.roles import Role, require
+from grants.services.approval import InstitutionDebarred
+from grants.services.budget import Kind, Locked, Movement, lock_pool, post, replayed
+from grants.workflow import check_transition
+
+T = Tranche.Status
+W = Award.Status
+OPEN_TRANCHE = (T.PLANNED, T.PAYABLE, T.WITHHELD)
+TRANCHE_FIELDS = ("status", "amount", "paid_on", "payment_reference", "status_note")
+
+
+def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, Tranche]:
+    """Lock pool (and programme when committed money moves), the tranche's allotment, the award, the tranche."""
+    pool_id, year, award_id = Tranche.objects.values_list("award__pool_id", "fiscal_year", "award_id").get(
+        pk=tranche_id
+    )
+    locked = lock_pool(pool_id, programme=programme, years={year})
+    award = Award.objects.select_for_update().select_related("institution").get(pk=award_id)
+    tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
+    return locked, award, tranche
+
+
+def is_due(tranche: Tranche, award: Award, today: date) -> bool:
+    """A tranche is payable when its date has come, its award is active and, if it needs one, its milestone
+    report was accepted (§3)."""
+    if tranche.scheduled_date > today or award.status != W.ACTIVE:
+        return False
+    if tranche.requires_milestone:
+        return tranche.milestone_reports.filter(status=MilestoneReport.Status.ACCEPTED).exists()
+    return True
+
+
+def _set_status(
+    tranche: Tranche, target: str, *, actor: Any, action: str, city_id: int, note: str = ""
+) -> None:
+    check_transition(tranche, target)
+    before = audit.snapshot(tranche, TRANCHE_FIELDS)
+    tranche.status = target
+    tranche.status_note = note[:500]
+    tranche.save(update_fields=["status", "status_note"])
+    audit.record(
+        actor=actor,
+        action=action,
+        obj=tranche,
+        city_id=city_id,
+        before=before,
+        after=audit.snapshot(tranche, TRANCHE_FIELDS),
+    )
+
+
+def _complete_if_done(award: Award, *, actor: Any, city_id: int) -> None:
+    if (
+        award.status in (W.ACTIVE, W.SUSPENDED)
+        and not award.tranches.filter(status__in=OPEN_TRANCHE).exists()
+    ):
+        check_transition(award, W.COMPLETED)
+        award.status = W.COMPLETED
+        award.save(update_fields=["status"])
+        audit.record(
+            actor=actor, action="award.complete", obj=award, city_id=city_id, after={"status": award.status}
+        )
+
+
+def release_tranche(*, tranche: Tranche, actor: User | None, today: date | None = None) -> Tranche:
+    """planned → payable, when the tranche is due. `actor=None` is the daily release job."""
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
+        city_id = award.pool.programme.city_id
+        if actor is not None:
+            require(actor, Role.FINANCE_OFFICER, city_id)
+        check_transition(tranche, T.PAYABLE)
+        if not is_due(tranche, award, today):
+            raise InvalidInput(
+                _(
+                    "This tranche is not due: its date must have come, its award be active and any required "
+                    "milestone report accepted."
+                )
+            )
+        _set_status(tranche, T.PAYABLE, actor=actor, action="tranche.release", city_id=city_id)
+    return tranche
+
+
+def release_due_tranches(*, today: date | None = None) -> list[int]:
+    """The daily job: every planned tranche whose date has come and that is due becomes payable. Safe to run
+    twice: a tranche already payable is skipped."""
+    today = today or timezone.localdate()
+    released = []
+    candidates = Tranche.objects.filter(
+        status=T.PLANNED, scheduled_date__lte=today, award__status=W.ACTIVE
+    ).filter(Q(requires_milestone=False) | Q(milestone_reports__status=MilestoneReport.Status.ACCEPTED))
+    for tranche in candidates.distinct().only("pk", "award_id"):
+        with transaction.atomic():
+            award = (
+                Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+            )
+            current = Tranche.objects.select_for_update().get(pk=tranche.pk)
+            if current.status != T.PLANNED or not is_due(current, award, today):
+                continue
+            _set_status(
+                current, T.PAYABLE, actor=None, action="tranche.release", city_id=award.pool.programme.city_id
+            )
+            released.append(current.pk)
+    return released
+
+
+def pay_tranche(
+    *,
+    tranche: Tranche,
+    actor: User,
+    payment_reference: str,
+    paid_on: date | None = None,
+    idempotency_key: str | None = None,
+) -> Tranche:
+    """Pay a payable tranche of an active award: disburse its amount in the pool and its fiscal year.
+
+    Locks the pool, the tranche's allotment, the award and the tranche. The payment reference is unique.
+    """
+    payment_reference = (payment_reference or "").strip()
+    if not payment_reference:
+        raise InvalidInput(
+            _("A payment reference is required."), fields={"payment_reference": [_("Required.")]}
+        )
+    key_base = f"pay:{idempotency_key}" if idempotency_key else f"tranche:{tranche.pk}:pay"
+    try:
+        with transaction.atomic():
+            locked, award, tranche = _lock_tranche(tranche.pk, programme=False)
+            if idempotency_key and replayed(key_base, tranche_id=tranche.pk) is not None:
+                return tranche
+            city_id = locked.pool.programme.city_id
+            require(actor, Role.FINANCE_OFFICER, city_id)
+            check_transition(tranche, T.PAID)
+            if award.status != W.ACTIVE:
+                raise InvalidInput(_("Tranches of a %(s)s award cannot be paid.") % {"s": award.status})
+            if award.institution.is_debarred():
+                raise InstitutionDebarred(
+                    _("The institution is debarred until %(d)s; no payments.")
+                    % {"d": award.institution.debarred_until}
+                )
+            if Tranche.objects.filter(payment_reference=payment_reference).exists():
+                raise DuplicatePaymentReference(
+                    _("Payment reference %(ref)s was already used.") % {"ref": payment_reference}
+                )
+            post(
+                locked,
+                [Movement(Kind.DISBURSE, tranche.amount, tranche.fiscal_year, award=award, tranche=tranche)],
+                actor=actor,
+                reason=f"payment {payment_reference} of {award.reference} #{tranche.sequence}",
+                key_base=key_base,
+            )
+            before = audit.snapshot(tranche, TRANCHE_FIELDS)
+            tranche.status = T.PAID
+            tranche.paid_on = paid_on or timezone.localdate()
+            tranche.payment_reference = payment_reference
+            tranche.save(update_fields=["status", "paid_on", "payment_reference"])
+            award.paid += tranche.amount
+            award.save(update_fields=["paid"])
+            audit.record(
+                actor=actor,
+                action="tranche.pay",
+                obj=tranche,
+                city_id=city_id,
+                before=before,
+                after=audit.snapshot(tranche, TRANCHE_FIELDS),
+            )
+            _complete_if_done(award, actor=actor, city_id=city_id)
+    except IntegrityError as exc:
+        # Two payments racing for one reference: the unique index decides; the loser changes nothing.
+        if "payment_reference" in str(exc) or "unique" in str(exc).lower():
+            raise DuplicatePaymentReference(
+                _("Payment reference %(ref)s was already used.") % {"ref": payment_reference}
+            ) from None
+        raise
+    return tranche
+
+
+def withhold_tranche(*, tranche: Tranche, actor: User, reason: str) -> Tranche:
+    if not reason.strip():
+        raise InvalidInput(_("Say why the tranche is withheld."), fields={"reason": [_("Required.")]})
+    with transaction.atomic():
+        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
+        city_id = award.pool.programme.city_id
+        require(actor, Role.FINANCE_OFFICER, city_id)
+        _set_status(tranche, T.WITHHELD, actor=actor, action="tranche.withhold", city_id=city_id, note=reason)
+    return tranche
+
+
+def unwithhold_tranche(*, tranche: Tranche, actor: User, today: date | None = None) -> Tranche:
+    """withheld → payable if due now, else planned."""
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
+        city_id = award.pool.programme.city_id
+        require(actor, Role.FINANCE_OFFICER, city_id)
+        if tranche.status != T.WITHHELD:
+            check_transition(tranche, T.PLANNED)  # raises, naming the current state
+        target = T.PAYABLE if is_due(tranche, award, today) else T.PLANNED
+        _set_status(tranche, target, actor=actor, action="tranche.unwithhold", city_id=city_id)
+    return tranche
+
+
+def _cancel_locked(
+    locked: Locked,
+    award: Award,
+    tranches: list[Tranche],
+    *,
+    actor: Any,
+    reason: str,
+    city_id: int,
+    key: str | None,
+) -> None:
+    """Cancel open tranches and de-commit their amounts, the locks already held."""
+    movements = []
+    for tranche in tranches:
+        _set_status(tranche, T.CANCELLED, actor=actor, action="tranche.cancel", city_id=city_id, note=reason)
+        movements.append(
+            Movement(Kind.DECOMMIT, tranche.amount, tranche.fiscal_year, award=award, tranche=tranche)
+        )
+        award.amount -= tranche.amount
+    award.save(update_fields=["amount"])
+    for i, movement in enumerate(movements):
+        # One key per tranche: whatever cancels it (a cancellation, a termination), it is de-committed once.
+        base = f"{key}:{i}" if key else f"tranche:{movement.tranche.pk}:cancel"  # type: ignore[union-attr]
+        post(locked, [movement], actor=actor, reason=reason or "tranche cancelled", key_base=base)
+
+
+def cancel_tranche(
+    *, tranche: Tranche, actor: User, reason: str, idempotency_key: str | None = None
+) -> Tranche:
+    """Cancel a tranche that was not paid; what will no longer be paid is de-committed."""
+    if not reason.strip():
+        raise InvalidInput(_("Say why the tranche is cancelled."), fields={"reason": [_("Required.")]})
+    key_base = f"cancel:{idempotency_key}" if idempotency_key else None
+    with transaction.atomic():
+        locked, award, tranche = _lock_tranche(tranche.pk, programme=True)
+        if key_base and replayed(f"{key_base}:0", tranche_id=tranche.pk) is not None:
+            return tranche
+        city_id = locked.pool.programme.city_id
+        require(actor, Role.FINANCE_OFFICER, city_id)
+        check_transition(tranche, T.CANCELLED)
+        _cancel_locked(locked, award, [tranche], actor=actor, reason=reason, city_id=city_id, key=key_base)
+        _complete_if_done(award, actor=actor, city_id=city_id)
+    return tranche
+
+
+def _award_transition(*, award: Award, actor: User, target: str, action: str, reason: str) -> Award:
+    with transaction.atomic():
+        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=award.pk)
+        city_id = award.pool.programme.city_id
+        require(actor, Role.PROGRAMME_OFFICER, city_id)
+        check_transition(award, target)
+        before = audit.snapshot(award, ("status",))
+        award.status = target
+        award.save(update_fields=["status"])
+        audit.record(
+            actor=actor,
+            action=action,
+            obj=award,
+            city_id=city_id,
+            before=before,
+            after={"status": target, "reason": reason},
+        )
+    return award
+
+
+def suspend_award(*, award: Award, actor: User, reason: str) -> Award:
+    """No tranche of a suspended award becomes payable or is paid until it is resumed."""
+    if not reason.strip():
+        raise InvalidInput(_("Say why the award is suspended."), fields={"reason": [_("Required.")]})
+    return _award_transition(
+        award=award, actor=actor, target=W.SUSPENDED, action="award.suspend", reason=reason
+    )
+
+
+def resume_award(*, award: Award, actor: User) -> Award:
+    return _award_transition(award=award, actor=actor, target=W.ACTIVE, action="award.resume", reason="")
+
+
+def terminate_award(*, award: Award, actor: User, reason: str) -> Award:
+    """Terminate: the remaining tranches are cancelled and their amounts de-committed. Paid money stays paid
+    (recover it with a recovery). Locks programme, pool, allotments, award, tranches."""
+    if not reason.strip():
+        raise InvalidInput(_("Say why the award is terminated."), fields={"reason": [_("Required.")]})
+    with transaction.atomic():
+        locked = lock_pool(award.pool_id)
+        award = Award.objects.select_for_update().get(pk=award.pk)
+        city_id = locked.pool.programme.city_id
+        require(actor, Role.PROGRAMME_OFFICER, city_id)
+        check_transition(award, W.TERMINATED)
+        remaining = list(
+            award.tranches.select_for_update().filter(status__in=OPEN_TRANCHE).order_by("sequence")
+        )
+        _cancel_locked(
+            locked, award, remaining, actor=actor, reason=f"termination: {reason}", city_id=city_id, key=None
+        )
+        before = {"status": award.status}
+        award.status = W.TERMINATED
+        award.save(update_fields=["status"])
+        audit.record(
+            actor=actor,
+            action="award.terminate",
+            obj=award,
+            city_id=city_id,
+            before=before,
+            after={
+                "status": award.status,
+                "reason": reason,
+                "cancelled_tranches": [t.sequence for t in remaining],
+            },
+        )
+    return award
+
+
+# --- Recoveries ---------------------------------------------------------------------------------------------
+
+
+def demand_recovery(*, award: Award, actor: User, amount: Decimal, due_date: date, reason: str) -> Recovery:
+    """Demand money back from an award: at most what was paid and not already recovered or demanded."""
+    amount = to_money(amount)
+    if amount <= 0:
+        raise InvalidInput(_("The amount must be more than zero."), fields={"amount": [_("More than zero.")]})
+    if not reason.strip():
+        raise InvalidInput(_("Give a reason for the recovery."), fields={"reason": [_("Required.")]})
+    with transaction.atomic():
+        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=award.pk)
+        city_id = award.pool.programme.city_id
+        require(actor, Role.FINANCE_OFFICER, city_id)
+        outstanding = award.recoveries.filter(status=Recovery.Status.OPEN).aggregate(
+            left=Sum("amount", default=ZERO) - Sum("received", default=ZERO)
+        )["left"]
+        recoverable = award.paid - award.recovered - outstanding
+        if amount > recoverable:
+            raise InvalidInput(
+                _(
+                    "At most %(max)s can be demanded back: what was paid, less what was recovered or is demanded."
+                )
+                % {"max": f"{max(recoverable, ZERO):,.2f}"},
+                fields={"amount": [_("Too much.")]},
+                recoverable=max(recoverable, ZERO),
+            )
+        recovery = Recovery.objects.create(
+            award=award, amount=amount, due_date=due_date, reason=reason, created_by=actor
+        )
+        audit.record(
+            actor=actor,
+            action="recovery.demand",
+            obj=recovery,
+            city_id=city_id,
+            after=audit.snapshot(recovery, ("amount", "due_date", "reason")),
+        )
+    return recovery
+
+
+def record_recovery_receipt(
+    *, recovery: Recovery, actor: User, amount: Decimal, idempotency_key: str | None = None
+) -> Recovery:
+    """Money received back reduces both disbursed and committed of the award, in the fiscal years it was paid
+    in, latest first. Locks programme, pool, allotments, award, recovery."""
+    amount = to_money(amount)
+    if amount <= 0:
+        raise InvalidInput(_("The amount must be more than zero."), fields={"amount": [_("More than zero.")]})
+    pool_id = Recovery.objects.values_list("award__pool_id", flat=True).get(pk=recovery.pk)
+    with transaction.atomic():
+        locked = lock_pool(pool_id)
+        award = Award.objects.select_for_update().get(pk=recovery.award_id)
+        recovery = Recovery.objects.select_for_update().get(pk=recovery.pk)
+        key_base = (
+            f"recover:{idempotency_key}"
+            if idempotency_key
+            else f"recovery:{recovery.pk}:receipt:{recovery.receipts + 1}"
+        )
+        if idempotency_key and replayed(key_base, award_id=award.pk) is not None:
+            return recovery
+        city_id = locked.pool.programme.city_id
+        require(actor, Role.FINANCE_OFFICER, city_id)
+        if recovery.status != Recovery.Status.OPEN:
+            raise InvalidInput(
+                _("This recovery is %(s)s; nothing more can be received.") % {"s": recovery.status}
+            )
+        if amount > recovery.amount - recovery.received:
+            raise InvalidInput(
+                _("Only %(left)s is still due on this recovery.")
+                % {"left": f"{recovery.amount - recovery.received:,.2f}"},
+                fields={"amount": [_("Too much.")]},
+            )
+        # Net paid per fiscal year for this award, from the ledger: what each year can give back.
+        rows = (
+            LedgerEntry.objects.filter(award=award, kind__in=[Kind.DISBURSE, Kind.RECOVER])
+            .values("fiscal_year", "kind")
+            .annotate(total=Sum("amount"))
+        )
+        net: dict[int, Decimal] = {}
+        for row in rows:
+            sign = 1 if row["kind"] == Kind.DISBURSE else -1
+            net[row["fiscal_year"]] = net.get(row["fiscal_year"], ZERO) + sign * row["total"]
+        movements: list[Movement] = []
+        left = amount
+        for year in sorted(net, reverse=True):
+            take = min(left, net[year])
+            if take > 0:
+                movements += [
+                    Movement(Kind.RECOVER, take, year, award=award),
+                    Movement(Kind.DECOMMIT, take, year, award=award),
+                ]
+                left -= take
+        if left > 0:
+            raise InvalidInput(_("The award has not paid out enough to receive this much back."))
+        post(
+            locked,
+            movements,
+            actor=actor,
+            reason=f"recovery receipt for {award.reference}",
+            key_base=key_base,
+        )
+        award.recovered += amount
+        award.save(update_fields=["recovered"])
+        before = audit.snapshot(recovery, ("received", "status"))
+        recovery.received += amount
+        recovery.receipts += 1
+        if recovery.received == recovery.amount:
+            recovery.status = Recovery.Status.RECEIVED
+        recovery.save(update_fields=["received", "receipts", "status"])
+        audit.record(
+            actor=actor,
+            action="recovery.receipt",
+            obj=recovery,
+            city_id=city_id,
+            before=before,
+            after={**audit.snapshot(recovery, ("received", "status")), "amount": str(amount)},
+        )
+    return recovery
+
+
+# --- Milestone reports --------------------------------------------------------------------------------------
+
+
+def submit_milestone_report(
+    *, tranche: Tranche, actor: User, summary: str, attachment: Any = None
+) -> MilestoneReport:
+    from grants.services.applications import require_member
+
+    if not summary.strip():
+        raise InvalidInput(_("Describe the milestone reached."), fields={"summary": [_("Required.")]})
+    with transaction.atomic():
+        tranche = (
+            Tranche.objects.select_for_update()
+            .select_related("award__institution", "award__pool__programme")
+            .get(pk=tranche.pk)
+        )
+        require_member(actor, tranche.award.institution)
+        if not tranche.requires_milestone:
+            raise InvalidInput(_("This tranche does not need a milestone report."))
+        if tranche.status not in OPEN_TRANCHE:
+            raise InvalidInput(_("This tranche is %(s)s; no report is needed.") % {"s": tranche.status})
+        if tranche.milestone_reports.filter(
+            status__in=[MilestoneReport.Status.SUBMITTED, MilestoneReport.Status.ACCEPTED]
+        ).exists():
+            raise InvalidInput(_("A report for this tranche is already waiting for a decision or accepted."))
+        report = MilestoneReport.objects.create(tranche=tranche, submitted_by=actor, summary=summary)
+        if attachment is not None:
+            report.attachment.save(getattr(attachment, "name", "report"), attachment, save=True)
+        audit.record(
+            actor=actor,
+            action="milestone.submit",
+            obj=report,
+            city_id=tranche.award.pool.programme.city_id,
+            after={"tranche": tranche.pk},
+        )
+    return report
+
+
+def decide_milestone_report(
+    *,
+    report: MilestoneReport,
+    actor: User,
+    accept: bool,
+    note: str = "",
+    today: date | None = None,
+) -> MilestoneReport:
+    """Accept or reject a report. Accepting makes its tranche payable at once if it is otherwise due."""
+    today = today or timezone.localdate()
+    with transaction.atomic():
+        report = MilestoneReport.objects.select_for_update().select_related("tranche").get(pk=report.pk)
+        award = (
+            Award.objects.select_for_update()
+            .select_related("pool__programme")
+            .get(pk=report.tranche.award_id)
+        )
+        tranche = Tranche.objects.select_for_update().get(pk=report.tranche_id)
+        city_id = award.pool.programme.city_id
+        require(actor, Role.PROGRAMME_OFFICER, city_id)
+        if report.status != MilestoneReport.Status.SUBMITTED:
+            raise InvalidInput(_("This report was already %(s)s.") % {"s": report.status})
+        if not accept and not note.strip():
+            raise InvalidInput(_("Say why the report is rejected."), fields={"note": [_("Required.")]})
+        report.status = MilestoneReport.Status.ACCEPTED if accept else MilestoneReport.Status.REJECTED
+        report.decided_by = actor
+        report.decided_at = timezone.now()
+        report.decision_note = note
+        report.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+        audit.record(
+            actor=actor,
+            action="milestone.accept" if accept else "milestone.reject",
+            obj=report,
+            city_id=city_id,
+            after={"status": report.status, "note": note},
+        )
+        if accept and tranche.status == T.PLANNED and is_due(tranche, award, today):
+            _set_status(tranche, T.PAYABLE, actor=actor, action="tranche.release", city_id=city_id)
+    return report
