@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export SECRET_KEY ?= insecure-local-key-for-development-and-tests-only
 
-.PHONY: run test install install-dev lint typecheck pytest messages clean
+.PHONY: run test install lint typecheck pytest messages e2e bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ typecheck: install
 
 pytest: install
 	$(PY) -m pytest
+
+# End-to-end run of gunicorn, a worker and beat against DATABASE_URL and REDIS_URL (see .ci/run).
+e2e: install messages
+	bin/e2e
+
+# Benchmarks against this machine's PostgreSQL and Redis; prints ratios and writes bench/results/latest.json.
+bench: install
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .celery media staticfiles

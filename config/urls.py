@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("", include("config.health")),
     path("api/v1/", include("grants.api.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
