@@ -1,0 +1,77 @@
+"""Shared browser fixtures: Debian's headless Chromium driven by Playwright's sync API against live_server.
+
+Use them from a test module or a conftest with `from tests.browser import browser, page, screenshot, login`,
+mark tests `@pytest.mark.browser` and `@pytest.mark.django_db(transaction=True)` (the live server runs in another
+thread and must see committed rows). Playwright is never asked to download a browser: the system one is used.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+PASSWORD = "correct horse battery"  # the factories' password for every persona
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM would then refuse the test's own
+    # queries as "async unsafe" although they are plain synchronous code.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) on the live server, English by default."""
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale="en-GB"
+    )
+    tab = context.new_page()
+    tab.set_default_timeout(20_000)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page PNG under artifacts/screenshots/ (kept by CI in its log) and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def login(page: Any, username: str, *, password: str = PASSWORD, url: str = "/admin/login/") -> None:
+    """Log in through the Django admin login form (any page using the same field names works)."""
+    page.goto(url)
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("[type=submit]")
+    page.wait_for_load_state()
