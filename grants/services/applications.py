@@ -244,8 +244,13 @@ def eligibility_failures(application: Application, *, now: Any = None) -> list[t
 
 def submit_application(*, application: Application, actor: User) -> Application:
     """Submit a draft: every eligibility rule is checked and all failures reported at once; a first submission
-    gets its reference."""
+    gets its reference.
+
+    Locks the pool (its reference counter) before the application, the same order as approval, so a submission
+    and an approval of one application can never wait on each other.
+    """
     with transaction.atomic():
+        FundingPool.objects.select_for_update().only("pk").get(pk=application.pool_id)
         application = _lock(application)
         require_member(actor, application.institution)
         check_transition(application, S.SUBMITTED)
@@ -255,7 +260,6 @@ def submit_application(*, application: Application, actor: User) -> Application:
         before = audit.snapshot(application, AUDITED)
         if not application.reference:
             pool = application.pool
-            # The UPDATE takes the pool row's lock only for this short transaction; numbers never repeat.
             FundingPool.objects.filter(pk=pool.pk).update(
                 next_reference_number=F("next_reference_number") + 1
             )
