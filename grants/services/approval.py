@@ -17,7 +17,7 @@ from grants.models import Application, Award, Tranche
 from grants.money import ZERO, apply_rate, split_largest_remainder, to_money
 from grants.roles import Role, require
 from grants.services.applications import rate_for
-from grants.services.budget import Kind, Locked, Movement, lock_pool, post, replayed
+from grants.services.budget import IdempotencyConflict, Kind, Locked, Movement, lock_pool, post, replayed
 from grants.workflow import check_transition
 
 S = Application.Status
@@ -212,22 +212,23 @@ def approve_application(
     by_year = _by_year([(t.fiscal_year, t.amount) for t in schedule])
     rate = rate_for(pool, application.institution)
     key_base = f"approve:{idempotency_key}" if idempotency_key else f"application:{application.pk}:approve"
-    has_allotments = pool.allotments.exists()
 
     with transaction.atomic():
         locked = lock_pool(pool.pk)
         application = (
             Application.objects.select_for_update().select_related("institution").get(pk=application.pk)
         )
+        city_id = locked.pool.programme.city_id
+        # The role check comes before a replay: a replay must not hand another city's award to the caller.
+        require(actor, Role.PROGRAMME_OFFICER, city_id)
         if idempotency_key:
             first = replayed(key_base)
             if first is not None:
-                award = Award.objects.get(application=application)
-                if award.application_id != application.pk:
-                    replayed(key_base, award_id=-1)  # raises: the key belongs to another application
-                return award
-        city_id = locked.pool.programme.city_id
-        require(actor, Role.PROGRAMME_OFFICER, city_id)
+                if first.award is None or first.award.application_id != application.pk:
+                    raise IdempotencyConflict(
+                        _("This idempotency key was already used for a different request."), key=key_base
+                    )
+                return first.award
         check_transition(application, S.APPROVED)
         reviews = application.reviews.filter(submitted_at__isnull=False).count()
         if reviews < locked.pool.min_reviews:
@@ -247,7 +248,8 @@ def approve_application(
             increase_by_year=by_year,
             award_total=amount,
             cost_share_limit=apply_rate(application.eligible_cost, rate) if rate is not None else None,
-            has_allotments=has_allotments,
+            # Read under the lock: an allotment created meanwhile cannot be skipped.
+            has_allotments=bool(locked.allotments),
         )
         now = timezone.now()
         award = Award.objects.create(
@@ -318,7 +320,6 @@ def amend_award(
         raise InvalidInput(_("Give a reason for the amendment."), fields={"reason": [_("Required.")]})
     award = Award.objects.select_related("pool__programme", "application").get(pk=award.pk)
     pool = award.pool
-    has_allotments = pool.allotments.exists()
     rate = rate_for(pool, award.institution)
 
     with transaction.atomic():
@@ -329,9 +330,9 @@ def amend_award(
             if idempotency_key
             else f"award:{award.pk}:amend:{award.amendments + 1}"
         )
+        require(actor, Role.PROGRAMME_OFFICER, locked.pool.programme.city_id)
         if idempotency_key and replayed(key_base, award_id=award.pk) is not None:
             return award
-        require(actor, Role.PROGRAMME_OFFICER, locked.pool.programme.city_id)
         if award.status not in (Award.Status.ACTIVE, Award.Status.SUSPENDED):
             raise InvalidInput(_("Only an active or suspended award can be amended."))
         open_tranches = list(
@@ -367,7 +368,8 @@ def amend_award(
                 if rate is not None and amount > award.amount
                 else None
             ),
-            has_allotments=has_allotments,
+            # Read under the lock: an allotment created meanwhile cannot be skipped.
+            has_allotments=bool(locked.allotments),
         )
         movements = [
             Movement(Kind.COMMIT if delta > 0 else Kind.DECOMMIT, abs(delta), year, award=award)
@@ -404,6 +406,18 @@ def amend_award(
                 "tranches": {t.sequence: str(n) for t, n in zip(open_tranches, new_amounts, strict=True)},
             },
         )
+        if new_unpaid == 0:
+            # Every tranche is now paid or cancelled: the award is complete (§3), as after a last payment.
+            check_transition(award, Award.Status.COMPLETED)
+            award.status = Award.Status.COMPLETED
+            award.save(update_fields=["status"])
+            audit.record(
+                actor=actor,
+                action="award.complete",
+                obj=award,
+                city_id=locked.pool.programme.city_id,
+                after={"status": award.status},
+            )
     return award
 
 
