@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -69,7 +70,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.health.ProbeMiddleware",  # before host validation and the HTTPS redirect (see there)
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -146,19 +149,38 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "grants@localhost")
 
-# --- REST API
+# --- REST API (grants/api, docs/api.md)
 REST_FRAMEWORK = {
+    # Bearer tokens first: their scheme is what a 401 names in WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "grants.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "grants.api.schema.GrantsAutoSchema",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "60/minute"),
+        "user": env_str("API_THROTTLE_USER", "6000/minute"),
+    },
+    "EXCEPTION_HANDLER": "grants.api.errors.exception_handler",
+    # ?format= selects a report's format (json, csv, xlsx) in the report views, not a DRF renderer.
+    "URL_FORMAT_OVERRIDE": None,
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# 360Giving: grant ids are 360G-<prefix>-<award reference>; the prefix is the publisher's registered one.
+GRANTS_360G_PREFIX = env_str("GRANTS_360G_PREFIX", "cn-grants")
+GRANTS_360G_PUBLISHER = env_str("GRANTS_360G_PUBLISHER", "City AI subsidy programmes")
+GRANTS_360G_LICENSE = env_str("GRANTS_360G_LICENSE", "https://creativecommons.org/licenses/by/4.0/")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Subsidy grant management API",
     "VERSION": "1.0.0",
@@ -168,15 +190,173 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Celery
+# --- Celery (docs/jobs.md): delivery is at least once, so every task is safe to run twice.
+from celery.schedules import crontab  # noqa: E402
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Without Redis the broker is a set of folders (kombu's filesystem transport): `make run` needs no server.
 CELERY_DATA_DIR = Path(env_str("CELERY_DATA_DIR", str(BASE_DIR / ".celery")))
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = TIME_ZONE
+# A message is acknowledged when its task has finished, and given back when the process running it dies, so a
+# killed worker loses nothing; one message at a time per process, so a long task holds back no other message.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30)
+# Exports acknowledge on receipt and may run long; their state lives in ExportJob (see grants/tasks.py).
+JOBS_EXPORT_TIME_LIMIT = env_int("JOBS_EXPORT_TIME_LIMIT", 1800)
+# Redis gives an unacknowledged message to another worker once it is older than the visibility timeout: longer
+# than any acks-late task (their hard limit above), short enough that the work of a worker killed outright comes
+# back within a minute. Every worker scans for such messages every `unacked_restore_interval` seconds.
+JOBS_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 40)
+if JOBS_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT.")
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int | str | bool] = {
+        "visibility_timeout": JOBS_VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+        # A broker that vanished must not hang a web request that queues a job after its commit.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_DATA_DIR / "queue"),
+        "data_folder_out": str(CELERY_DATA_DIR / "queue"),
+        "control_folder": str(CELERY_DATA_DIR / "control"),
+        "store_processed": False,
+    }
+# Queueing after a commit tries briefly, then gives up: the scheduled sweeps catch up from the database.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# The daily tranche release runs at this local time (HH:MM).
+JOBS_TRANCHE_RELEASE_AT = env_str("JOBS_TRANCHE_RELEASE_AT", "00:30")
+try:
+    _release_hour, _release_minute = (int(part) for part in JOBS_TRANCHE_RELEASE_AT.split(":"))
+except ValueError:
+    raise ImproperlyConfigured(f"JOBS_TRANCHE_RELEASE_AT={JOBS_TRANCHE_RELEASE_AT!r} is not HH:MM.") from None
+CELERY_BEAT_SCHEDULE = {
+    # Pools whose money moved (tracking_due_at set) and open pools not tracked for JOBS_TRACKING_INTERVAL.
+    "track-pools": {"task": "grants.sweep_tracking", "schedule": env_int("JOBS_SWEEP_TRACKING_SECONDS", 60)},
+    # Webhook deliveries whose next attempt is due: back-off delays live in the database, not in the broker.
+    "deliver-webhooks": {
+        "task": "grants.sweep_webhooks",
+        "schedule": env_int("JOBS_SWEEP_WEBHOOKS_SECONDS", 30),
+    },
+    "close-windows": {"task": "grants.close_windows", "schedule": env_int("JOBS_CLOSE_WINDOWS_SECONDS", 60)},
+    "restart-exports": {
+        "task": "grants.sweep_exports",
+        "schedule": env_int("JOBS_SWEEP_EXPORTS_SECONDS", 300),
+    },
+    "release-tranches": {
+        "task": "grants.release_tranches",
+        "schedule": crontab(hour=_release_hour, minute=_release_minute),
+    },
+}
+JOBS_TRACKING_INTERVAL = env_int("JOBS_TRACKING_INTERVAL", 15 * 60)
+# A burst of money movements in one pool queues one tracking job, this many seconds after the first.
+JOBS_TRACKING_COALESCE_SECONDS = env_int("JOBS_TRACKING_COALESCE_SECONDS", 2)
+JOBS_WEBHOOK_TIMEOUT = env_int("JOBS_WEBHOOK_TIMEOUT", 10)
+JOBS_WEBHOOK_MAX_ATTEMPTS = env_int("JOBS_WEBHOOK_MAX_ATTEMPTS", 10)
+# Test-only slow path: the tracking job sleeps this long before writing (fault tests kill the worker meanwhile).
+JOBS_TEST_TRACKING_DELAY = float(env_str("JOBS_TEST_TRACKING_DELAY", "0") or 0)
 
+
+# --- Applicant portal (grants/portal)
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "portal:home"
+# Password guessing: after this many failed log-ins for one username from one address, log-ins for that pair are
+# refused for the lock-out time (counted in the cache; use a shared cache such as Redis with several web processes).
+PORTAL_LOGIN_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
+PORTAL_LOGIN_LOCKOUT_MINUTES = env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- Production: HTTPS, security headers, content security policy, cache, logs (docs/operations.md)
+# HTTPS_ONLY=1 says the service is reached over HTTPS only (TLS ends at a proxy in front of gunicorn); it turns on
+# the redirect, secure cookies and HSTS together, each still overridable. It is off by default because the test
+# suite and `make run` speak plain HTTP; production sets it, and `check --deploy` fails without it.
+HTTPS_ONLY = env_bool("HTTPS_ONLY", default=False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS_ONLY)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
+# The header the TLS proxy sets to the original scheme (e.g. X-Forwarded-Proto). Name it only if the proxy always
+# overwrites it: a header a client can set itself would let it pass for HTTPS.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+)
+X_FRAME_OPTIONS = "DENY"
+
+# Pages load scripts only from this site (or with the per-request nonce, `{{ request.csp_nonce }}`); inline styles
+# stay allowed because the admin and the API docs set them, and styles cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Login throttling and anything else cached must be shared by every web process: CACHE_URL=redis://... in production.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
+# Outgoing mail (alerts to officers) through the city's relay when EMAIL_BACKEND is the SMTP backend.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+
+# Processes per worker container; unset, one per core. Scale out with more worker containers (docs/operations.md).
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None
+# Beat keeps when each schedule last ran beside the file broker's folders (a volume in the compose file).
+CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DATA_DIR / "beat-schedule")
+# Workers and beat log through LOGGING below instead of Celery's own root handler, so every process writes JSON.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# One JSON object per line on stdout (config/logging.py); LOG_FORMAT=text for reading in a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"Environment variable LOG_FORMAT={LOG_FORMAT!r} must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": LOG_FORMAT}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

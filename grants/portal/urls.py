@@ -1,3 +1,58 @@
-from django.urls import URLPattern, URLResolver
+"""The applicant portal, mounted at the site root inside i18n_patterns (so /zh-hans/... is Chinese)."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import URLPattern, URLResolver, path
+
+from grants.portal.views import accounts, applications
+
+app_name = "portal"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", accounts.home, name="home"),
+    path("signup/", accounts.signup, name="signup"),
+    path("login/", accounts.LoginView.as_view(), name="login"),
+    path("logout/", accounts.LogoutView.as_view(), name="logout"),
+    path("password-reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", accounts.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        accounts.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/done/", accounts.PasswordResetCompleteView.as_view(), name="password_reset_complete"
+    ),
+    path("institutions/new/", accounts.institution_create, name="institution_create"),
+    path("institutions/<int:pk>/", accounts.institution, name="institution"),
+    path("institutions/<int:pk>/edit/", accounts.institution_edit, name="institution_edit"),
+    path("institutions/<int:pk>/members/", accounts.institution_add_member, name="institution_add_member"),
+    path("calls/", applications.calls, name="calls"),
+    path("calls/<int:pk>/", applications.call_detail, name="call"),
+    path("calls/<int:pool_pk>/apply/", applications.application_create, name="application_create"),
+    path("applications/", applications.applications, name="applications"),
+    path("applications/<int:pk>/", applications.application_detail, name="application"),
+    path("applications/<int:pk>/edit/", applications.application_edit, name="application_edit"),
+    path("applications/<int:pk>/delete/", applications.application_delete, name="application_delete"),
+    path("applications/<int:pk>/submit/", applications.application_submit, name="application_submit"),
+    path("applications/<int:pk>/withdraw/", applications.application_withdraw, name="application_withdraw"),
+    path("applications/<int:pk>/attachments/", applications.attachment_add, name="attachment_add"),
+    path(
+        "applications/<int:pk>/attachments/<int:attachment_pk>/",
+        applications.attachment_download,
+        name="attachment",
+    ),
+    path(
+        "applications/<int:pk>/attachments/<int:attachment_pk>/remove/",
+        applications.attachment_remove,
+        name="attachment_remove",
+    ),
+    path(
+        "applications/<int:pk>/tranches/<int:tranche_pk>/report/",
+        applications.milestone_report,
+        name="milestone_report",
+    ),
+    path(
+        "applications/<int:pk>/milestone-reports/<int:report_pk>/file/",
+        applications.milestone_file,
+        name="milestone_file",
+    ),
+]

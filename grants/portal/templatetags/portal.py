@@ -1,0 +1,56 @@
+"""Template helpers of the portal: amounts in the reader's language and error summaries."""
+
+from decimal import Decimal
+from typing import Any
+
+from django import template
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
+
+from grants.money import format_money
+
+register = template.Library()
+
+
+@register.filter
+def money(amount: Decimal | None) -> str:
+    if amount is None or amount == "":
+        return "—"
+    return format_money(Decimal(amount), get_language())
+
+
+@register.filter
+def percent(rate: Decimal | None) -> str:
+    if rate is None:
+        return "—"
+    return f"{Decimal(rate) * 100:g}%"
+
+
+@register.simple_tag
+def error_items(form: Any) -> list[tuple[str, str, str]]:
+    """(anchor id, field label, message) for every error of a bound form, in field order."""
+    items: list[tuple[str, str, str]] = []
+    if form is None or not form.is_bound:
+        return items
+    for message in form.non_field_errors():
+        items.append(("", "", str(message)))
+    for field in form:
+        for message in field.errors:
+            items.append((field.id_for_label or field.auto_id, str(field.label), str(message)))
+    return items
+
+
+@register.simple_tag
+def widget(field: Any) -> SafeString:
+    """The field's input, described by its hint and its errors so a screen reader reads them with it."""
+    described = []
+    if field.help_text:
+        described.append(f"{field.auto_id}-hint")
+    if field.errors:
+        described.append(f"{field.auto_id}-error")
+    attrs: dict[str, str] = {}
+    if described:
+        attrs["aria-describedby"] = " ".join(described)
+    if field.errors:
+        attrs["aria-invalid"] = "true"
+    return field.as_widget(attrs=attrs)  # already escaped and marked safe by Django
