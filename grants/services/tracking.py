@@ -1,0 +1,428 @@
+"""Budget tracking of a pool (§5.1): the ledger recomputed, drift, usage snapshots, alerts and notifications.
+
+The job may run twice for the same change (a redelivered message, two beat schedulers, a sweep racing the job
+queued after a commit). Each run starts by claiming the pool with a conditional update of `tracked_at`: of two
+runs that read the same state only one writes anything, and alerts are inserted under the partial unique
+constraint `one_live_alert_per_crossing`, so an alert is raised once per crossing whatever runs.
+"""
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, QuerySet, Sum, Value, When
+from django.utils import timezone
+
+from grants.models import (
+    Application,
+    BudgetAlert,
+    FiscalYearAllotment,
+    FundingPool,
+    LedgerEntry,
+    Programme,
+    Tranche,
+    UsageSnapshot,
+)
+from grants.money import ZERO
+from grants.roles import Role
+from grants.services import webhooks
+
+logger = logging.getLogger(__name__)
+
+Kind = LedgerEntry.Kind
+AlertKind = BudgetAlert.Kind
+Severity = BudgetAlert.Severity
+
+# Approvals refuse to commit beyond an allotment, so a year's payments reach 100% only when it is full: warn
+# before that, when the forecast payments of a fiscal year reach this share of its allotment.
+ALLOTMENT_WARNING_SHARE = Decimal("0.95")
+# Applications whose requested amounts make up the pipeline: submitted, not yet decided.
+PIPELINE_STATUSES = (Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW)
+MONEY_MOVED = "money.moved"
+
+
+@dataclass
+class Tracked:
+    """What one run of the tracking job found and did."""
+
+    pool_id: int
+    ran: bool
+    committed: Decimal = ZERO
+    disbursed: Decimal = ZERO
+    ledger_committed: Decimal = ZERO
+    ledger_disbursed: Decimal = ZERO
+    cap: Decimal = ZERO
+    pipeline: Decimal = ZERO
+    forecast: dict[int, Decimal] = field(default_factory=dict)
+    allotments: dict[int, Decimal] = field(default_factory=dict)
+    snapshot_id: int | None = None
+    raised: list[int] = field(default_factory=list)
+    cleared: list[int] = field(default_factory=list)
+    # Webhook deliveries created by this run, for the caller to queue once the run has committed.
+    deliveries: list[int] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        return (self.committed, self.disbursed) != (self.ledger_committed, self.ledger_disbursed)
+
+    @property
+    def available(self) -> Decimal:
+        return self.cap - self.ledger_committed
+
+
+@dataclass
+class Condition:
+    kind: str
+    subject: int
+    severity: str
+    message: str
+    figures: dict[str, str]
+
+
+def pools_to_track(*, now: datetime | None = None) -> QuerySet[FundingPool]:
+    """Pools whose money moved since they were last tracked, and pools of open programmes not tracked for
+    JOBS_TRACKING_INTERVAL. Served by pool_tracking_due_idx for the first half."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.JOBS_TRACKING_INTERVAL)
+    return FundingPool.objects.filter(
+        Q(tracking_due_at__isnull=False)
+        | Q(programme__status=Programme.Status.OPEN) & (Q(tracked_at__isnull=True) | Q(tracked_at__lt=stale))
+    ).order_by("pk")
+
+
+def _read(pool_id: int) -> dict:
+    """The pool's counters and the ledger's sums in ONE statement, so both come from the same snapshot of the
+    database: read separately, a commit between the two reads would look like drift."""
+    signed_commit = Case(
+        When(ledger_entries__kind=Kind.COMMIT, then=F("ledger_entries__amount")),
+        When(ledger_entries__kind=Kind.DECOMMIT, then=-F("ledger_entries__amount")),
+        default=Value(ZERO),
+    )
+    signed_disburse = Case(
+        When(ledger_entries__kind=Kind.DISBURSE, then=F("ledger_entries__amount")),
+        When(ledger_entries__kind=Kind.RECOVER, then=-F("ledger_entries__amount")),
+        default=Value(ZERO),
+    )
+    return (
+        FundingPool.objects.filter(pk=pool_id)
+        .values("pk", "cap", "committed", "disbursed", "tracking_due_at", "tracked_at", "alert_thresholds")
+        .annotate(
+            ledger_committed=Sum(signed_commit, default=ZERO),
+            ledger_disbursed=Sum(signed_disburse, default=ZERO),
+        )
+        .get()
+    )
+
+
+def forecast_payments(pool_id: int) -> dict[int, Decimal]:
+    """Payments per fiscal year: every tranche that is paid or still to be paid (not cancelled)."""
+    rows = (
+        Tranche.objects.filter(award__pool_id=pool_id)
+        .exclude(status=Tranche.Status.CANCELLED)
+        .values("fiscal_year")
+        .annotate(total=Sum("amount"))
+        .order_by("fiscal_year")
+    )
+    return {r["fiscal_year"]: r["total"] for r in rows}
+
+
+def pipeline(pool_id: int) -> Decimal:
+    """Requested amounts of the pool's applications submitted or under review (application_pool_status_idx)."""
+    return Application.objects.filter(pool_id=pool_id, status__in=PIPELINE_STATUSES).aggregate(
+        s=Sum("requested_amount", default=ZERO)
+    )["s"]
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def conditions(t: Tracked, thresholds: Iterable[int]) -> list[Condition]:
+    """Every alert condition that holds for the figures of a run, in a fixed order (kind, subject)."""
+    found = []
+    if t.drifted:
+        found.append(
+            Condition(
+                AlertKind.DRIFT,
+                0,
+                Severity.CRITICAL,
+                f"Counters drifted from the ledger: committed {_money(t.committed)} vs ledger "
+                f"{_money(t.ledger_committed)}, disbursed {_money(t.disbursed)} vs ledger "
+                f"{_money(t.ledger_disbursed)}.",
+                {
+                    "committed": _money(t.committed),
+                    "ledger_committed": _money(t.ledger_committed),
+                    "disbursed": _money(t.disbursed),
+                    "ledger_disbursed": _money(t.ledger_disbursed),
+                },
+            )
+        )
+    for threshold in thresholds:
+        if t.ledger_committed * 100 >= t.cap * threshold:
+            severity = (
+                Severity.CRITICAL
+                if threshold >= 100
+                else Severity.WARNING
+                if threshold >= 80
+                else Severity.INFO
+            )
+            found.append(
+                Condition(
+                    AlertKind.THRESHOLD,
+                    threshold,
+                    severity,
+                    f"{threshold}% of the cap is committed: {_money(t.ledger_committed)} of {_money(t.cap)}.",
+                    {
+                        "threshold": str(threshold),
+                        "committed": _money(t.ledger_committed),
+                        "cap": _money(t.cap),
+                    },
+                )
+            )
+    if t.pipeline > t.available:
+        found.append(
+            Condition(
+                AlertKind.PIPELINE,
+                0,
+                Severity.WARNING,
+                f"Applications under review ask for {_money(t.pipeline)}, more than the "
+                f"{_money(t.available)} left.",
+                {"pipeline": _money(t.pipeline), "available": _money(t.available)},
+            )
+        )
+    for year, allotted in sorted(t.allotments.items()):
+        planned = t.forecast.get(year, ZERO)
+        if planned >= allotted * ALLOTMENT_WARNING_SHARE:
+            found.append(
+                Condition(
+                    AlertKind.ALLOTMENT,
+                    year,
+                    Severity.CRITICAL if planned > allotted else Severity.WARNING,
+                    f"Payments forecast for fiscal year {year}: {_money(planned)} of its allotment "
+                    f"{_money(allotted)}.",
+                    {"fiscal_year": str(year), "forecast": _money(planned), "allotment": _money(allotted)},
+                )
+            )
+    return sorted(found, key=lambda c: (c.kind, c.subject))
+
+
+def officers_of(pool: FundingPool) -> QuerySet[User]:
+    """Active programme officers whose scope covers the pool's city."""
+    city_id = pool.programme.city_id
+    return (
+        User.objects.filter(is_active=True, groups__name=Role.PROGRAMME_OFFICER)
+        .filter(Q(staff_scope__all_cities=True) | Q(staff_scope__cities=city_id))
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def _needs_tracking(row: dict, now: datetime) -> bool:
+    if row["tracking_due_at"] is not None or row["tracked_at"] is None:
+        return True
+    return row["tracked_at"] < now - timedelta(seconds=settings.JOBS_TRACKING_INTERVAL)
+
+
+def track_pool(*, pool_id: int, force: bool = False) -> Tracked:
+    """Track one pool: recompute committed and disbursed from the ledger, compare them with the counters, write a
+    usage snapshot, raise the alerts whose condition holds and clear those whose condition no longer holds, then
+    notify the pool's officers and webhooks of new alerts once the transaction has committed.
+
+    Does nothing (ran=False) when the pool was tracked since its money last moved (unless `force`), or when another
+    run tracked it since this one read it. Locks the pool row from its claim to the commit: a few inserts.
+    """
+    now = timezone.now()
+    row = _read(pool_id)
+    if not force and not _needs_tracking(row, now):
+        return Tracked(pool_id, ran=False)
+    pool = FundingPool.objects.select_related("programme__city").get(pk=pool_id)
+    t = Tracked(
+        pool_id,
+        ran=True,
+        committed=row["committed"],
+        disbursed=row["disbursed"],
+        ledger_committed=row["ledger_committed"],
+        ledger_disbursed=row["ledger_disbursed"],
+        cap=row["cap"],
+        pipeline=pipeline(pool_id),
+        forecast=forecast_payments(pool_id),
+        allotments=dict(
+            FiscalYearAllotment.objects.filter(pool_id=pool_id).values_list("fiscal_year", "amount")
+        ),
+    )
+    if settings.JOBS_TEST_TRACKING_DELAY:
+        time.sleep(settings.JOBS_TEST_TRACKING_DELAY)
+    holding = conditions(t, pool.thresholds())
+
+    with transaction.atomic():
+        # The claim: only the run that read the current tracked_at goes on. tracking_due_at is cleared only if no
+        # money moved since it was read; otherwise the next sweep tracks the pool again.
+        due = row["tracking_due_at"]
+        claimed = FundingPool.objects.filter(pk=pool_id, tracked_at=row["tracked_at"]).update(
+            tracked_at=now,
+            tracking_due_at=Case(
+                When(
+                    Q(tracking_due_at__isnull=True) if due is None else Q(tracking_due_at=due),
+                    then=Value(None),
+                ),
+                default=F("tracking_due_at"),
+            ),
+        )
+        if not claimed:
+            logger.info("pool %s was tracked by another run meanwhile", pool_id)
+            return Tracked(pool_id, ran=False)
+        t.snapshot_id = UsageSnapshot.objects.create(
+            pool_id=pool_id,
+            taken_at=now,
+            cap=t.cap,
+            committed=t.committed,
+            disbursed=t.disbursed,
+            available=t.cap - t.committed,
+            pipeline=t.pipeline,
+            ledger_committed=t.ledger_committed,
+            ledger_disbursed=t.ledger_disbursed,
+        ).pk
+        keys = {(c.kind, c.subject) for c in holding}
+        live = BudgetAlert.objects.filter(pool_id=pool_id, cleared_at__isnull=True).order_by("pk")
+        live_keys = set()
+        for alert in live:
+            if (alert.kind, alert.subject) in keys:
+                live_keys.add((alert.kind, alert.subject))
+            elif BudgetAlert.objects.filter(pk=alert.pk, cleared_at__isnull=True).update(cleared_at=now):
+                t.cleared.append(alert.pk)
+        for c in holding:
+            if (c.kind, c.subject) in live_keys:
+                continue
+            try:
+                with transaction.atomic():
+                    alert = BudgetAlert.objects.create(
+                        pool_id=pool_id,
+                        kind=c.kind,
+                        severity=c.severity,
+                        subject=c.subject,
+                        message=c.message[:500],
+                        figures=c.figures,
+                        raised_at=now,
+                    )
+            except IntegrityError:
+                # Another run raised it between our read and our insert: it is live, once.
+                continue
+            t.raised.append(alert.pk)
+            t.deliveries += webhooks.fan_out(
+                city_id=pool.programme.city_id,
+                event="budget.alert",
+                event_id=f"alert-{alert.pk}",
+                payload=alert_payload(alert, pool),
+            )
+        t.deliveries += catch_up_money_events(pool, since=row["tracked_at"])
+        if t.raised:
+            alert_ids = list(t.raised)
+            transaction.on_commit(lambda: notify_officers(pool_id=pool_id, alert_ids=alert_ids))
+    return t
+
+
+def alert_payload(alert: BudgetAlert, pool: FundingPool) -> dict:
+    return {
+        "alert": alert.pk,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "subject": alert.subject,
+        "message": alert.message,
+        "figures": alert.figures,
+        "raised_at": alert.raised_at.isoformat(),
+        "pool": {"id": pool.pk, "code": pool.code, "programme": pool.programme.code},
+        "city": pool.programme.city.code,
+    }
+
+
+def notify_officers(*, pool_id: int, alert_ids: list[int]) -> int:
+    """E-mail the pool's officers about new alerts (after the commit that raised them); returns the number of
+    recipients. A failing mail server is logged, not raised: the alerts are in the database and the admin."""
+    pool = FundingPool.objects.select_related("programme__city").get(pk=pool_id)
+    alerts = list(BudgetAlert.objects.filter(pk__in=alert_ids).order_by("kind", "subject"))
+    recipients = list(officers_of(pool).values_list("email", flat=True))
+    if not alerts or not recipients:
+        return 0
+    rank: dict[str, int] = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+    worst = max(alerts, key=lambda a: rank.get(a.severity, 0))
+    subject = (
+        f"[{worst.severity}] {pool.programme.city.code}-{pool.programme.code}-{pool.code}: {worst.message}"
+    )
+    body = "\n".join(f"- [{a.severity}] {a.message}" for a in alerts)
+    try:
+        send_mail(subject[:200], f"Budget alerts for {pool}:\n\n{body}\n", None, recipients)
+    except Exception:
+        logger.exception("could not e-mail the officers of pool %s about alerts %s", pool_id, alert_ids)
+        return 0
+    return len(recipients)
+
+
+# A posting's entries carry the time the transaction wrote them, before its commit: look back this far past the
+# previous run so a posting that committed just after that run is not missed.
+CATCH_UP_MARGIN = timedelta(minutes=5)
+
+
+def catch_up_money_events(pool: FundingPool, *, since: datetime | None) -> list[int]:
+    """Fan out the money-moved events of postings since the previous run (or of all postings on the first run).
+    The job queued after each commit normally did it already; this catches up the ones lost with the broker.
+    Fanning out the same event twice adds nothing."""
+    if not webhooks.endpoints_for(pool.programme.city_id, MONEY_MOVED):
+        return []
+    entries = LedgerEntry.objects.filter(pool_id=pool.pk)
+    if since is not None:
+        entries = entries.filter(created_at__gte=since - CATCH_UP_MARGIN)
+    postings: dict[str, list[int]] = {}
+    for pk, key in entries.order_by("pk").values_list("pk", "idempotency_key"):
+        postings.setdefault(key.rsplit("|", 1)[0], []).append(pk)
+    deliveries: list[int] = []
+    for entry_ids in postings.values():
+        deliveries += fan_out_money_moved(pool_id=pool.pk, entry_ids=entry_ids)
+    return deliveries
+
+
+def fan_out_money_moved(*, pool_id: int, entry_ids: list[int]) -> list[int]:
+    event = money_moved_payload(pool_id, entry_ids)
+    if event is None:
+        return []
+    city_id, event_id, payload = event
+    return webhooks.fan_out(city_id=city_id, event=MONEY_MOVED, event_id=event_id, payload=payload)
+
+
+def money_moved_payload(pool_id: int, entry_ids: list[int]) -> tuple[int, str, dict] | None:
+    """The webhook event for one posting of ledger entries: (city id, event id, payload), or None if the entries
+    are gone (a rolled-back test database, say)."""
+    entries = list(
+        LedgerEntry.objects.filter(pk__in=entry_ids, pool_id=pool_id)
+        .select_related("pool__programme__city")
+        .order_by("pk")
+    )
+    if not entries:
+        return None
+    pool = entries[0].pool
+    payload = {
+        "pool": {"id": pool.pk, "code": pool.code, "programme": pool.programme.code},
+        "city": pool.programme.city.code,
+        "entries": [
+            {
+                "id": e.pk,
+                "kind": e.kind,
+                "amount": _money(e.amount),
+                "fiscal_year": e.fiscal_year,
+                "award": e.award_id,
+                "tranche": e.tranche_id,
+                "created_at": e.created_at.isoformat(),
+                "reason": e.reason,
+            }
+            for e in entries
+        ],
+    }
+    # One posting is identified by its first entry: every entry belongs to exactly one posting.
+    return pool.programme.city_id, f"ledger-{entries[0].pk}", payload
