@@ -1,0 +1,531 @@
+"""Input serializers check shape (types, required, ranges); the services check the domain. Output serializers
+say exactly what each resource looks like in JSON. Money is a string with two decimals."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import User
+from rest_framework import serializers
+
+from cities.models import City
+from grants.models import (
+    ApiToken,
+    Application,
+    Award,
+    BudgetAlert,
+    FundingPool,
+    Institution,
+    InstitutionType,
+    LedgerEntry,
+    MilestoneReport,
+    Programme,
+    Recovery,
+    Review,
+    Tranche,
+)
+
+MAX_MONEY = Decimal("9999999999999999.99")
+MAX_ID = 2**62
+MIN_DATE = date(1900, 1, 1)
+MAX_DATE = date(2999, 12, 31)
+
+
+def money(**kw: Any) -> serializers.DecimalField:
+    kw.setdefault("max_digits", 18)
+    kw.setdefault("decimal_places", 2)
+    return serializers.DecimalField(coerce_to_string=True, **kw)
+
+
+def _date_in_range(value: date) -> None:
+    if not MIN_DATE <= value <= MAX_DATE:
+        raise serializers.ValidationError(f"Enter a date between {MIN_DATE} and {MAX_DATE}.")
+
+
+def date_in(**kw: Any) -> serializers.DateField:
+    """A date in a request, within years a grant can have (and that date arithmetic cannot overflow)."""
+    return serializers.DateField(validators=[_date_in_range], **kw)
+
+
+def money_in(**kw: Any) -> serializers.DecimalField:
+    """Money in a request: a string or number with at most two decimals, more than zero."""
+    return money(min_value=Decimal("0.01"), max_value=MAX_MONEY, **kw)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape."""
+
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. budget_exceeded.")
+    message = serializers.CharField(help_text="What went wrong, for people.")
+    details = serializers.DictField(help_text="Figures behind the refusal, e.g. level, asked, left.")
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # "fields" cannot be a class attribute: Serializer.fields is the serializer's own field mapping.
+        fields = super().get_fields()
+        fields["fields"] = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="Messages per field; dotted names for nested input.",
+        )
+        return fields
+
+
+# --- Output ---------------------------------------------------------------------------------------------------
+
+
+class CitySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = City
+        fields = ["id", "code", "name_en", "name_zh", "agency_en", "agency_zh", "timezone"]
+
+
+class ProgrammeSerializer(serializers.ModelSerializer):
+    city = serializers.CharField(source="city.code")
+    total_budget = money()
+    committed = money()
+
+    class Meta:
+        model = Programme
+        fields = [
+            "id",
+            "city",
+            "code",
+            "name_en",
+            "name_zh",
+            "total_budget",
+            "committed",
+            "first_fiscal_year",
+            "last_fiscal_year",
+            "opens_at",
+            "closes_at",
+            "status",
+            "policy_title",
+            "policy_url",
+        ]
+
+
+class PoolSerializer(serializers.ModelSerializer):
+    city = serializers.CharField(source="programme.city.code")
+    programme_code = serializers.CharField(source="programme.code")
+    cap = money()
+    committed = money()
+    disbursed = money()
+    available = money()
+    utilisation = serializers.DecimalField(
+        max_digits=7, decimal_places=4, coerce_to_string=True, help_text="Committed as a fraction of the cap."
+    )
+    max_rate = serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True)
+    max_per_award = money(allow_null=True)
+    max_per_institution_year = money(allow_null=True)
+    eligible_types = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        model = FundingPool
+        fields = [
+            "id",
+            "city",
+            "programme",
+            "programme_code",
+            "code",
+            "name_en",
+            "name_zh",
+            "category",
+            "cap",
+            "committed",
+            "disbursed",
+            "available",
+            "utilisation",
+            "max_rate",
+            "max_per_award",
+            "max_per_institution_year",
+            "min_duration_years",
+            "max_duration_years",
+            "eligible_types",
+            "registration_required",
+            "min_reviews",
+            "opens_at",
+            "closes_at",
+            "accepting_applications",
+        ]
+
+
+class InstitutionSerializer(serializers.ModelSerializer):
+    city = serializers.CharField(source="city.code")
+
+    class Meta:
+        model = Institution
+        fields = ["id", "name_en", "name_zh", "credit_code", "type", "city", "founded_on", "debarred_until"]
+
+
+class ApplicationSerializer(serializers.ModelSerializer):
+    city = serializers.CharField(source="pool.programme.city.code")
+    pool_code = serializers.CharField(source="pool.code")
+    institution_name = serializers.CharField(source="institution.name_en")
+    eligible_cost = money()
+    requested_amount = money()
+
+    class Meta:
+        model = Application
+        fields = [
+            "id",
+            "reference",
+            "city",
+            "pool",
+            "pool_code",
+            "institution",
+            "institution_name",
+            "title",
+            "summary",
+            "eligible_cost",
+            "requested_amount",
+            "duration_years",
+            "proposed_start",
+            "status",
+            "submitted_at",
+            "decided_at",
+            "decision_note",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    recommended_amount = money(allow_null=True)
+
+    class Meta:
+        model = Review
+        fields = [
+            "id",
+            "application",
+            "reviewer",
+            "assigned_at",
+            "technical_merit",
+            "feasibility",
+            "impact",
+            "recommendation",
+            "recommended_amount",
+            "comment",
+            "submitted_at",
+        ]
+
+
+class AwardSerializer(serializers.ModelSerializer):
+    city = serializers.CharField(source="pool.programme.city.code")
+    institution_name = serializers.CharField(source="institution.name_en")
+    amount = money()
+    paid = money()
+    recovered = money()
+
+    class Meta:
+        model = Award
+        fields = [
+            "id",
+            "reference",
+            "application",
+            "city",
+            "pool",
+            "institution",
+            "institution_name",
+            "amount",
+            "paid",
+            "recovered",
+            "start_date",
+            "duration_years",
+            "status",
+            "approved_by",
+            "approved_at",
+            "amendments",
+        ]
+
+
+# The hot lists (tranches, ledger, audit) are read with .values(): these serializers read plain dicts.
+TRANCHE_VALUES = {
+    "id": "id",
+    "award": "award_id",
+    "award_reference": "award__reference",
+    "city": "award__pool__programme__city__code",
+    "pool": "award__pool_id",
+    "institution": "award__institution_id",
+    "sequence": "sequence",
+    "fiscal_year": "fiscal_year",
+    "scheduled_date": "scheduled_date",
+    "amount": "amount",
+    "requires_milestone": "requires_milestone",
+    "status": "status",
+    "paid_on": "paid_on",
+    "payment_reference": "payment_reference",
+    "status_note": "status_note",
+}
+
+
+class TrancheSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    award = serializers.IntegerField(source="award_id")
+    award_reference = serializers.CharField(source="award__reference")
+    city = serializers.CharField(source="award__pool__programme__city__code")
+    pool = serializers.IntegerField(source="award__pool_id")
+    institution = serializers.IntegerField(source="award__institution_id")
+    sequence = serializers.IntegerField()
+    fiscal_year = serializers.IntegerField()
+    scheduled_date = serializers.DateField()
+    amount = money()
+    requires_milestone = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=Tranche.Status.choices)
+    paid_on = serializers.DateField(allow_null=True)
+    payment_reference = serializers.CharField(allow_null=True)
+    status_note = serializers.CharField(allow_blank=True)
+
+
+class MilestoneReportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MilestoneReport
+        fields = [
+            "id",
+            "tranche",
+            "submitted_by",
+            "submitted_at",
+            "summary",
+            "status",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+        ]
+
+
+class RecoverySerializer(serializers.ModelSerializer):
+    amount = money()
+    received = money()
+
+    class Meta:
+        model = Recovery
+        fields = [
+            "id",
+            "award",
+            "amount",
+            "received",
+            "due_date",
+            "reason",
+            "status",
+            "created_by",
+            "created_at",
+        ]
+
+
+LEDGER_VALUES = (
+    "id",
+    "kind",
+    "amount",
+    "pool_id",
+    "fiscal_year",
+    "award_id",
+    "tranche_id",
+    "actor_id",
+    "created_at",
+    "reason",
+    "idempotency_key",
+)
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices)
+    amount = money()
+    pool = serializers.IntegerField(source="pool_id")
+    fiscal_year = serializers.IntegerField()
+    award = serializers.IntegerField(source="award_id", allow_null=True)
+    tranche = serializers.IntegerField(source="tranche_id", allow_null=True)
+    actor = serializers.IntegerField(source="actor_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+    idempotency_key = serializers.CharField()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    figures = serializers.DictField()
+
+    class Meta:
+        model = BudgetAlert
+        fields = [
+            "id",
+            "pool",
+            "kind",
+            "severity",
+            "subject",
+            "message",
+            "figures",
+            "raised_at",
+            "cleared_at",
+            "acknowledged_by",
+            "acknowledged_at",
+        ]
+
+
+AUDIT_VALUES = (
+    "id",
+    "actor_id",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "city_id",
+    "before",
+    "after",
+    "remote_addr",
+    "created_at",
+)
+
+
+class AuditEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    actor = serializers.IntegerField(source="actor_id", allow_null=True)
+    action = serializers.CharField()
+    object_type = serializers.CharField()
+    object_id = serializers.CharField()
+    object_repr = serializers.CharField()
+    city = serializers.IntegerField(source="city_id", allow_null=True)
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+    remote_addr = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class NewTokenSerializer(TokenSerializer):
+    key = serializers.CharField(help_text="The secret. Shown only in this response: store it now.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "key"]
+
+
+# --- Input ----------------------------------------------------------------------------------------------------
+
+
+class TokenCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.all(), required=False, help_text="Administrators only: create for another user."
+    )
+
+
+class InstitutionRegisterInput(serializers.Serializer):
+    name_en = serializers.CharField(max_length=200)
+    name_zh = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    credit_code = serializers.CharField(max_length=18, help_text="Unified Social Credit Code, 18 characters.")
+    type = serializers.ChoiceField(choices=InstitutionType.choices)
+    city = serializers.SlugRelatedField(slug_field="code", queryset=City.objects.all())
+    founded_on = date_in(required=False, allow_null=True, default=None)
+
+
+class ApplicationFieldsInput(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    summary = serializers.CharField(required=False, allow_blank=True, default="")
+    eligible_cost = money_in()
+    requested_amount = money_in()
+    duration_years = serializers.IntegerField(min_value=1, max_value=50, default=1)
+    proposed_start = date_in()
+
+
+class ApplicationCreateInput(ApplicationFieldsInput):
+    institution = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    pool = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+
+
+class ApplicationUpdateInput(ApplicationFieldsInput):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["partial"] = True
+        super().__init__(*args, **kwargs)
+
+
+class NoteInput(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class RequiredNoteInput(serializers.Serializer):
+    note = serializers.CharField(max_length=5000)
+
+
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=450)
+
+
+class EmptyInput(serializers.Serializer):
+    pass
+
+
+class AssignReviewersInput(serializers.Serializer):
+    reviewers = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        min_length=1,
+        max_length=50,
+        help_text="User ids.",
+    )
+
+
+class ReviewInput(serializers.Serializer):
+    technical_merit = serializers.IntegerField(min_value=1, max_value=5)
+    feasibility = serializers.IntegerField(min_value=1, max_value=5)
+    impact = serializers.IntegerField(min_value=1, max_value=5)
+    recommendation = serializers.ChoiceField(choices=Review.Recommendation.choices)
+    recommended_amount = money_in(required=False, allow_null=True, default=None)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+class TrancheSpecInput(serializers.Serializer):
+    scheduled_date = date_in()
+    amount = money_in()
+    requires_milestone = serializers.BooleanField(default=False)
+
+
+class ApproveInput(serializers.Serializer):
+    amount = money_in(required=False, help_text="Defaults to the requested amount.")
+    start_date = date_in(required=False, help_text="Defaults to the proposed start.")
+    first_share = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        required=False,
+        min_value=Decimal("0.0001"),
+        max_value=Decimal("0.9999"),
+        help_text="Share of the amount paid in the first tranche, e.g. 0.40.",
+    )
+    milestone_gated = serializers.BooleanField(default=True)
+    schedule = TrancheSpecInput(
+        many=True, required=False, help_text="A custom schedule instead of the default."
+    )
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+    def validate_schedule(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not value:
+            raise serializers.ValidationError("A schedule needs at least one tranche.")
+        if len(value) > 60:
+            raise serializers.ValidationError("At most 60 tranches.")
+        return value
+
+
+class AmendInput(serializers.Serializer):
+    amount = money(min_value=Decimal("0.00"), max_value=MAX_MONEY)
+    reason = serializers.CharField(max_length=400)
+
+
+class PayInput(serializers.Serializer):
+    payment_reference = serializers.CharField(max_length=64)
+    paid_on = date_in(required=False)
+
+
+class MilestoneSubmitInput(serializers.Serializer):
+    tranche = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    summary = serializers.CharField(max_length=20000)
+
+
+class RecoveryDemandInput(serializers.Serializer):
+    award = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    amount = money_in()
+    due_date = date_in()
+    reason = serializers.CharField(max_length=500)
+
+
+class ReceiptInput(serializers.Serializer):
+    amount = money_in()

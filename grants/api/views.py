@@ -1,0 +1,734 @@
+"""The REST API (§6). Listings are read-only viewsets over the selectors (scoped, joined); every action is one view
+that scopes the object to the caller (404 outside scope), checks the role (403), parses the body (400), calls one
+service and serialises the result. Money never moves here: the services do it."""
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import User
+from django.db.models import Model, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from grants import selectors, services
+from grants.api import filters, idempotency
+from grants.api import serializers as s
+from grants.api.authentication import TokenAuthentication, create_token, revoke_token
+from grants.api.errors import PayloadTooLarge
+from grants.errors import InvalidInput, NotPermitted
+from grants.models import (
+    ApiToken,
+    Application,
+    Award,
+    BudgetAlert,
+    Institution,
+    InstitutionMember,
+    MilestoneReport,
+    Recovery,
+    Review,
+    Tranche,
+)
+from grants.roles import Role, has_role, in_city
+from grants.services.alerts import acknowledge_alert
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+# --- Pagination -----------------------------------------------------------------------------------------------
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class Cursor(CursorPagination):
+    """For the large lists: each page is one indexed range query, however deep."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    ordering = "id"
+
+
+class NewestFirstCursor(Cursor):
+    ordering = "-id"
+
+
+# --- Role checks (the services check again; checking here first gives 403 before a body is even read) ----------
+
+
+def require_role(user: Any, city_id: int, *roles: str) -> None:
+    if any(has_role(user, role) and in_city(user, city_id) for role in roles):
+        return
+    raise NotPermitted(
+        _("Only a %(role)s of this city may do this.") % {"role": " or ".join(Role(r).label for r in roles)}
+    )
+
+
+def require_member(user: Any, institution_id: int) -> None:
+    if getattr(user, "is_superuser", False):
+        return
+    if not InstitutionMember.objects.filter(institution_id=institution_id, user_id=user.pk).exists():
+        raise NotPermitted(_("Only members of the institution may do this."))
+
+
+# --- Presenting results ---------------------------------------------------------------------------------------
+
+
+def tranche_data(pk: int) -> dict[str, Any]:
+    row = Tranche.objects.values(*s.TRANCHE_VALUES.values()).get(pk=pk)
+    return s.TrancheSerializer(row).data
+
+
+def present(obj: Model) -> Any:
+    """An action's result as its resource representation, read again with the joins its serializer needs."""
+    if isinstance(obj, Application):
+        return s.ApplicationSerializer(
+            Application.objects.select_related("pool__programme__city", "institution").get(pk=obj.pk)
+        ).data
+    if isinstance(obj, Award):
+        return s.AwardSerializer(
+            Award.objects.select_related("pool__programme__city", "institution").get(pk=obj.pk)
+        ).data
+    if isinstance(obj, Tranche):
+        return tranche_data(obj.pk)
+    if isinstance(obj, Institution):
+        return s.InstitutionSerializer(Institution.objects.select_related("city").get(pk=obj.pk)).data
+    serializer: type[serializers.ModelSerializer[Any]] = {
+        Review: s.ReviewSerializer,
+        MilestoneReport: s.MilestoneReportSerializer,
+        Recovery: s.RecoverySerializer,
+        BudgetAlert: s.AlertSerializer,
+        ApiToken: s.TokenSerializer,
+    }[type(obj)]
+    obj.refresh_from_db()
+    return serializer(obj).data
+
+
+class BodyLimitMixin:
+    """413 before parsing: DRF reads the request stream itself, bypassing Django's body size check."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+
+def parse(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise InvalidInput(_("The body must be a JSON object."))
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+# --- Listings -------------------------------------------------------------------------------------------------
+
+
+class ScopedViewSet(BodyLimitMixin, viewsets.ReadOnlyModelViewSet):
+    pagination_class: Any = Pages
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.scoped(self.request.user)
+
+
+class CityViewSet(ScopedViewSet):
+    """Cities, with their administering agencies."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.cities(user)
+
+    serializer_class = s.CitySerializer
+    ordering_fields = ["code"]
+    ordering = ["code"]
+
+
+class ProgrammeViewSet(ScopedViewSet):
+    """Programmes: city staff see their cities'; everyone sees the open calls."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.programmes(user)
+
+    serializer_class = s.ProgrammeSerializer
+    filterset_class = filters.ProgrammeFilter
+    ordering_fields = ["code", "opens_at", "closes_at", "total_budget"]
+    ordering = ["city__code", "code"]
+
+
+class PoolViewSet(ScopedViewSet):
+    """Funding pools with their live cap, committed, disbursed, available and utilisation."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.pools(user)
+
+    serializer_class = s.PoolSerializer
+    filterset_class = filters.PoolFilter
+    ordering_fields = ["code", "cap", "committed", "disbursed"]
+    ordering = ["programme__city__code", "programme__code", "code"]
+
+
+class InstitutionViewSet(mixins.CreateModelMixin, ScopedViewSet):
+    """Institutions in scope. POST registers a new institution; its registrant becomes its managing member."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.institutions(user)
+
+    serializer_class = s.InstitutionSerializer
+    filterset_class = filters.InstitutionFilter
+    ordering_fields = ["name_en", "created_at"]
+    ordering = ["name_en"]
+    input_serializer = s.InstitutionRegisterInput
+    output_serializer = s.InstitutionSerializer
+    success_status = 201
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        def act() -> Response:
+            data = parse(s.InstitutionRegisterInput, request)
+            institution = services.register_institution(actor=request.user, **data)  # type: ignore[arg-type]
+            return Response(present(institution), status=201)
+
+        return idempotency.run_once(request, idempotency.request_key(request), act)
+
+
+class ApplicationViewSet(mixins.CreateModelMixin, ScopedViewSet):
+    """Applications in scope. POST creates a draft for one of the caller's institutions; PATCH edits a draft (or
+    a returned application, which becomes a draft again)."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.applications(user)
+
+    serializer_class = s.ApplicationSerializer
+    filterset_class = filters.ApplicationFilter
+    ordering_fields = ["created_at", "submitted_at", "requested_amount", "reference"]
+    ordering = ["-created_at"]
+    input_serializer = s.ApplicationCreateInput
+    output_serializer = s.ApplicationSerializer
+    success_status = 201
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        def act() -> Response:
+            data = parse(s.ApplicationCreateInput, request)
+            institution = get_object_or_404(selectors.institutions(request.user), pk=data.pop("institution"))
+            pool = get_object_or_404(selectors.pools(request.user), pk=data.pop("pool"))
+            require_member(request.user, institution.pk)
+            application = services.create_application(
+                actor=request.user,  # type: ignore[arg-type]
+                institution=institution,
+                pool=pool,
+                **data,
+            )
+            return Response(present(application), status=201)
+
+        return idempotency.run_once(request, idempotency.request_key(request), act)
+
+    @extend_schema(request=s.ApplicationUpdateInput, responses={200: s.ApplicationSerializer})
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        application = self.get_object()
+        require_member(request.user, application.institution_id)
+        data = parse(s.ApplicationUpdateInput, request)
+        if not data:
+            raise InvalidInput(_("Send at least one field to change."))
+        application = services.update_application(
+            application=application,
+            actor=request.user,  # type: ignore[arg-type]
+            **data,
+        )
+        return Response(present(application))
+
+
+class ReviewViewSet(ScopedViewSet):
+    """Reviews: reviewers see their own, city staff those of their cities."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.reviews(user)
+
+    serializer_class = s.ReviewSerializer
+    ordering_fields = ["assigned_at", "submitted_at"]
+    ordering = ["assigned_at"]
+
+
+class AwardViewSet(ScopedViewSet):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.awards(user)
+
+    serializer_class = s.AwardSerializer
+    filterset_class = filters.AwardFilter
+    ordering_fields = ["approved_at", "amount", "reference"]
+    ordering = ["-approved_at"]
+
+
+class TrancheViewSet(ScopedViewSet):
+    """Tranches, cursor-paginated (read with .values(): one query per page, however deep)."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.tranches(user)
+
+    serializer_class = s.TrancheSerializer
+    filterset_class = filters.TrancheFilter
+    pagination_class = Cursor
+    ordering_fields = ["id", "scheduled_date", "amount"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.tranches(self.request.user).values(*s.TRANCHE_VALUES.values())
+
+
+class MilestoneReportViewSet(mixins.CreateModelMixin, ScopedViewSet):
+    """Milestone reports. POST submits one for a tranche that needs it (members of the institution)."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.milestone_reports(user)
+
+    serializer_class = s.MilestoneReportSerializer
+    filterset_class = filters.MilestoneReportFilter
+    ordering_fields = ["submitted_at"]
+    ordering = ["-submitted_at"]
+    input_serializer = s.MilestoneSubmitInput
+    output_serializer = s.MilestoneReportSerializer
+    success_status = 201
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        def act() -> Response:
+            data = parse(s.MilestoneSubmitInput, request)
+            tranche = get_object_or_404(
+                selectors.tranches(request.user).select_related("award"), pk=data["tranche"]
+            )
+            require_member(request.user, tranche.award.institution_id)
+            report = services.submit_milestone_report(
+                tranche=tranche,
+                actor=request.user,  # type: ignore[arg-type]
+                summary=data["summary"],
+            )
+            return Response(present(report), status=201)
+
+        return idempotency.run_once(request, idempotency.request_key(request), act)
+
+
+class RecoveryViewSet(mixins.CreateModelMixin, ScopedViewSet):
+    """Recoveries (clawbacks). POST demands money back from an award (finance officers)."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.recoveries(user)
+
+    serializer_class = s.RecoverySerializer
+    filterset_class = filters.RecoveryFilter
+    ordering_fields = ["created_at", "due_date", "amount"]
+    ordering = ["-created_at"]
+    input_serializer = s.RecoveryDemandInput
+    output_serializer = s.RecoverySerializer
+    success_status = 201
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        def act() -> Response:
+            award = get_object_or_404(selectors.awards(request.user), pk=_id_in_body(request, "award"))
+            require_role(request.user, award.pool.programme.city_id, Role.FINANCE_OFFICER)
+            data = parse(s.RecoveryDemandInput, request)
+            recovery = services.demand_recovery(
+                award=award,
+                actor=request.user,  # type: ignore[arg-type]
+                amount=data["amount"],
+                due_date=data["due_date"],
+                reason=data["reason"],
+            )
+            return Response(present(recovery), status=201)
+
+        return idempotency.run_once(request, idempotency.request_key(request), act)
+
+
+def _id_in_body(request: Request, name: str) -> int:
+    """An object id from the body, validated before the object is looked up (so scope comes before role)."""
+    value = request.data.get(name) if isinstance(request.data, dict) else None
+    field = serializers.IntegerField(min_value=1, max_value=s.MAX_ID)
+    try:
+        return int(field.run_validation(value))
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({name: exc.detail}) from None
+
+
+class LedgerViewSet(ScopedViewSet):
+    """The budget ledger: every movement of money, append-only. City staff only."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.ledger_entries(user)
+
+    serializer_class = s.LedgerEntrySerializer
+    filterset_class = filters.LedgerFilter
+    pagination_class = NewestFirstCursor
+    ordering_fields = ["id"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.ledger_entries(self.request.user).values(*s.LEDGER_VALUES)
+
+
+class AlertViewSet(ScopedViewSet):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.alerts(user)
+
+    serializer_class = s.AlertSerializer
+    filterset_class = filters.AlertFilter
+    ordering_fields = ["raised_at"]
+    ordering = ["-raised_at"]
+
+
+class AuditEventViewSet(ScopedViewSet):
+    """Who did what, when, from where, before and after. City staff of the event's city."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.audit_events(user)
+
+    serializer_class = s.AuditEventSerializer
+    filterset_class = filters.AuditFilter
+    pagination_class = NewestFirstCursor
+    ordering_fields = ["id"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.audit_events(self.request.user).values(*s.AUDIT_VALUES)
+
+
+# --- API tokens -----------------------------------------------------------------------------------------------
+
+
+def _tokens(user: Any) -> QuerySet[ApiToken]:
+    if not user.is_authenticated:
+        return ApiToken.objects.none()
+    if user.is_superuser:
+        return ApiToken.objects.all()
+    return ApiToken.objects.filter(user_id=user.pk)
+
+
+class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyModelViewSet):
+    """Your API tokens (administrators: everyone's). POST creates one and shows its key once; HTTP Basic
+    authentication is accepted here so that a first token can be had with a username and password."""
+
+    serializer_class = s.TokenSerializer
+    pagination_class = Pages
+    ordering = ["-created_at"]
+    ordering_fields = ["created_at"]
+    input_serializer = s.TokenCreateInput
+    output_serializer = s.NewTokenSerializer
+    success_status = 201
+    authentication_classes = [TokenAuthentication, BasicAuthentication, SessionAuthentication]
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return _tokens(self.request.user)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        def act() -> Response:
+            data = parse(s.TokenCreateInput, request)
+            owner: User = data.get("user") or request.user  # type: ignore[assignment]
+            token, key = create_token(user=owner, actor=request.user, name=data["name"])
+            body = dict(s.TokenSerializer(token).data)
+            body["key"] = key
+            return Response(body, status=201)
+
+        return idempotency.run_once(request, idempotency.request_key(request), act)
+
+
+# --- Actions --------------------------------------------------------------------------------------------------
+
+
+class ActionApi(BodyLimitMixin, APIView):
+    """POST /<resource>/{id}/<action>/: scope (404), role (403), body (400), one service call, the result."""
+
+    input_serializer: ClassVar[type[serializers.Serializer[Any]]] = s.EmptyInput
+    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]]
+    success_status: ClassVar[int] = 200
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def permit(self, user: Any, obj: Any) -> None:
+        raise NotImplementedError
+
+    def perform(self, obj: Any, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        raise NotImplementedError
+
+    def post(self, request: Request, pk: int) -> Response:
+        obj = get_object_or_404(self.scoped(request.user), pk=pk)
+        self.permit(request.user, obj)
+        key = idempotency.request_key(request)
+
+        def act() -> Response:
+            data = parse(self.input_serializer, request)
+            result = self.perform(obj, data, request.user, idempotency.service_key(request, key))
+            return Response(present(result), status=self.success_status)
+
+        return idempotency.run_once(request, key, act)
+
+
+def _app_city(application: Application) -> int:
+    return application.pool.programme.city_id
+
+
+class ApplicationAction(ActionApi):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.applications(user)
+
+    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]] = s.ApplicationSerializer
+
+    def permit(self, user: Any, obj: Application) -> None:
+        require_role(user, _app_city(obj), Role.PROGRAMME_OFFICER)
+
+
+class ApplicationSubmitApi(ApplicationAction):
+    """Submit a draft: every eligibility rule is checked and all failures reported at once (400 `ineligible`)."""
+
+    def permit(self, user: Any, obj: Application) -> None:
+        require_member(user, obj.institution_id)
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.submit_application(application=obj, actor=user)
+
+
+class ApplicationWithdrawApi(ApplicationSubmitApi):
+    """Withdraw a draft, submitted or under-review application (members of the institution)."""
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.withdraw_application(application=obj, actor=user)
+
+
+class ApplicationAssignReviewersApi(ApplicationAction):
+    """Assign reviewers (user ids with the reviewer role, none a member of the applicant)."""
+
+    input_serializer = s.AssignReviewersInput
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        ids = list(dict.fromkeys(data["reviewers"]))
+        reviewers = list(User.objects.filter(pk__in=ids))
+        missing = sorted(set(ids) - {r.pk for r in reviewers})
+        if missing:
+            raise InvalidInput(
+                _("No such user: %(ids)s.") % {"ids": ", ".join(map(str, missing))},
+                fields={"reviewers": [_("Unknown user id.")]},
+            )
+        services.assign_reviewers(application=obj, actor=user, reviewers=reviewers)
+        return obj
+
+
+class ApplicationReviewApi(ApplicationAction):
+    """The assigned reviewer submits their one review of the application."""
+
+    input_serializer = s.ReviewInput
+    output_serializer = s.ReviewSerializer
+
+    def permit(self, user: Any, obj: Application) -> None:
+        if not obj.reviews.filter(reviewer_id=user.pk).exists():
+            raise NotPermitted(_("Only a reviewer assigned to this application may review it."))
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        review = Review.objects.get(application=obj, reviewer_id=user.pk)
+        return services.submit_review(review=review, actor=user, **data)
+
+
+class ApplicationApproveApi(ApplicationAction):
+    """Approve: creates the award and its tranches and commits the amount against every budget level at once, or
+    refuses (409 `budget_exceeded` naming the level, the amount asked and the amount left)."""
+
+    input_serializer = s.ApproveInput
+    output_serializer = s.AwardSerializer
+    success_status = 201
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        rows = data.pop("schedule", None)
+        schedule = services.parse_schedule(rows) if rows else None
+        return services.approve_application(
+            application=obj, actor=user, schedule=schedule, idempotency_key=key, **data
+        )
+
+
+class ApplicationRejectApi(ApplicationAction):
+    input_serializer = s.NoteInput
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.reject_application(application=obj, actor=user, note=data["note"])
+
+
+class ApplicationReturnApi(ApplicationAction):
+    """Send the application back to its institution for changes; the note says what must change."""
+
+    input_serializer = s.RequiredNoteInput
+
+    def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.return_application(application=obj, actor=user, note=data["note"])
+
+
+class AwardAction(ActionApi):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.awards(user)
+
+    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]] = s.AwardSerializer
+    input_serializer: ClassVar[type[serializers.Serializer[Any]]] = s.ReasonInput
+
+    def permit(self, user: Any, obj: Award) -> None:
+        require_role(user, obj.pool.programme.city_id, Role.PROGRAMME_OFFICER)
+
+
+class AwardSuspendApi(AwardAction):
+    def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.suspend_award(award=obj, actor=user, reason=data["reason"])
+
+
+class AwardResumeApi(AwardAction):
+    input_serializer = s.EmptyInput
+
+    def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.resume_award(award=obj, actor=user)
+
+
+class AwardTerminateApi(AwardAction):
+    """Terminate: the remaining tranches are cancelled and de-committed; paid money stays paid."""
+
+    def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.terminate_award(award=obj, actor=user, reason=data["reason"])
+
+
+class AwardAmendApi(AwardAction):
+    """Change the award amount; the unpaid tranches are re-split. An increase is checked like an approval."""
+
+    input_serializer = s.AmendInput
+
+    def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.amend_award(
+            award=obj, actor=user, amount=data["amount"], reason=data["reason"], idempotency_key=key
+        )
+
+
+class TrancheAction(ActionApi):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.tranches(user).select_related("award__pool__programme")
+
+    output_serializer = s.TrancheSerializer
+
+    def permit(self, user: Any, obj: Tranche) -> None:
+        require_role(user, obj.award.pool.programme.city_id, Role.FINANCE_OFFICER)
+
+
+class TrancheReleaseApi(TrancheAction):
+    """planned → payable, when its date has come, its award is active and any milestone report accepted."""
+
+    def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.release_tranche(tranche=obj, actor=user)
+
+
+class TranchePayApi(TrancheAction):
+    """Record the payment of a payable tranche: disburses its amount. The payment reference is unique."""
+
+    input_serializer = s.PayInput
+
+    def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.pay_tranche(tranche=obj, actor=user, idempotency_key=key, **data)
+
+
+class TrancheWithholdApi(TrancheAction):
+    input_serializer = s.ReasonInput
+
+    def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.withhold_tranche(tranche=obj, actor=user, reason=data["reason"])
+
+
+class TrancheUnwithholdApi(TrancheAction):
+    """withheld → payable if due now, else planned."""
+
+    def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.unwithhold_tranche(tranche=obj, actor=user)
+
+
+class TrancheCancelApi(TrancheAction):
+    """Cancel an unpaid tranche; its amount is de-committed."""
+
+    input_serializer = s.ReasonInput
+
+    def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.cancel_tranche(tranche=obj, actor=user, reason=data["reason"], idempotency_key=key)
+
+
+class MilestoneAction(ActionApi):
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.milestone_reports(user).select_related("tranche__award__pool__programme")
+
+    output_serializer = s.MilestoneReportSerializer
+
+    def permit(self, user: Any, obj: MilestoneReport) -> None:
+        require_role(user, obj.tranche.award.pool.programme.city_id, Role.PROGRAMME_OFFICER)
+
+
+class MilestoneAcceptApi(MilestoneAction):
+    """Accept the report; its tranche becomes payable at once if it is otherwise due."""
+
+    input_serializer = s.NoteInput
+
+    def perform(self, obj: MilestoneReport, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.decide_milestone_report(report=obj, actor=user, accept=True, note=data["note"])
+
+
+class MilestoneRejectApi(MilestoneAction):
+    input_serializer = s.RequiredNoteInput
+
+    def perform(self, obj: MilestoneReport, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.decide_milestone_report(report=obj, actor=user, accept=False, note=data["note"])
+
+
+class RecoveryReceiptApi(ActionApi):
+    """Record money received back: reduces the award's disbursed and committed amounts."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.recoveries(user).select_related("award__pool__programme")
+
+    input_serializer = s.ReceiptInput
+    output_serializer = s.RecoverySerializer
+
+    def permit(self, user: Any, obj: Recovery) -> None:
+        require_role(user, obj.award.pool.programme.city_id, Role.FINANCE_OFFICER)
+
+    def perform(self, obj: Recovery, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return services.record_recovery_receipt(
+            recovery=obj, actor=user, amount=data["amount"], idempotency_key=key
+        )
+
+
+class AlertAcknowledgeApi(ActionApi):
+    """Acknowledge a budget alert (programme or finance officers of the pool's city)."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.alerts(user)
+
+    output_serializer = s.AlertSerializer
+
+    def permit(self, user: Any, obj: Any) -> None:
+        require_role(user, obj.pool.programme.city_id, Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER)
+
+    def perform(self, obj: Any, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return acknowledge_alert(alert=obj, actor=user)
+
+
+class TokenRevokeApi(ActionApi):
+    """Revoke an API token: it stops working at once."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return _tokens(user)
+
+    output_serializer = s.TokenSerializer
+
+    def permit(self, user: Any, obj: ApiToken) -> None:
+        """The selector already limits tokens to their owner (or an administrator)."""
+
+    def perform(self, obj: ApiToken, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return revoke_token(token=obj, actor=user)

@@ -1,0 +1,173 @@
+"""Reads that span relations, scoped to what a user may see (§1), already joined.
+
+Who sees what:
+- a superuser sees everything;
+- programme and finance officers and auditors see everything of their cities (`roles.city_ids`: None = all);
+- reviewers see the calls of their cities and the applications they are assigned to;
+- applicants (members of institutions) see their institutions and everything that belongs to them;
+- anyone signed in sees the cities and the open calls (programmes and pools that are open), which is what an
+  applicant needs to choose where to apply.
+
+A user can be several of these at once: the scopes are OR-ed. Every function returns a queryset, so callers add
+filters, ordering and pagination, and the database does the scoping in the same query.
+"""
+
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from cities.models import City
+from grants.models import (
+    Application,
+    AuditEvent,
+    Award,
+    BudgetAlert,
+    FundingPool,
+    Institution,
+    InstitutionMember,
+    LedgerEntry,
+    MilestoneReport,
+    Programme,
+    Recovery,
+    Review,
+    Tranche,
+)
+from grants.roles import Role, city_ids, roles_of
+
+UserLike = Any
+CITY_STAFF = {Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER, Role.AUDITOR}
+NOTHING = Q(pk__in=[])
+EVERYTHING = ~Q(pk__in=[])
+
+
+def is_city_staff(user: UserLike) -> bool:
+    return bool(getattr(user, "is_superuser", False)) or bool(roles_of(user) & CITY_STAFF)
+
+
+def _staff_cities(user: UserLike, path: str) -> Q:
+    """Objects in the cities of an officer or auditor; `path` leads from the object to its city id."""
+    if getattr(user, "is_superuser", False):
+        return EVERYTHING
+    if not roles_of(user) & CITY_STAFF:
+        return NOTHING
+    ids = city_ids(user)
+    return EVERYTHING if ids is None else Q(**{f"{path}__in": ids})
+
+
+def _reviewer_cities(user: UserLike, path: str) -> Q:
+    if Role.REVIEWER not in roles_of(user):
+        return NOTHING
+    ids = city_ids(user)
+    return EVERYTHING if ids is None else Q(**{f"{path}__in": ids})
+
+
+def _member_of(user: UserLike, path: str) -> Q:
+    """Objects of the user's institutions; `path` leads from the object to its institution id."""
+    if not user.is_authenticated:
+        return NOTHING
+    return Q(**{f"{path}__in": InstitutionMember.objects.filter(user_id=user.pk).values("institution_id")})
+
+
+def _open_call(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}status": Programme.Status.OPEN})
+
+
+def cities(user: UserLike) -> QuerySet[City]:
+    if not user.is_authenticated:
+        return City.objects.none()
+    return City.objects.all()
+
+
+def programmes(user: UserLike) -> QuerySet[Programme]:
+    if not user.is_authenticated:
+        return Programme.objects.none()
+    scope = _staff_cities(user, "city_id") | _reviewer_cities(user, "city_id") | _open_call()
+    return Programme.objects.filter(scope).select_related("city")
+
+
+def pools(user: UserLike) -> QuerySet[FundingPool]:
+    if not user.is_authenticated:
+        return FundingPool.objects.none()
+    scope = (
+        _staff_cities(user, "programme__city_id")
+        | _reviewer_cities(user, "programme__city_id")
+        | _open_call("programme__")
+    )
+    return FundingPool.objects.filter(scope).select_related("programme__city")
+
+
+def institutions(user: UserLike) -> QuerySet[Institution]:
+    """Officers see the institutions registered in their cities and those that applied to their calls."""
+    if not user.is_authenticated:
+        return Institution.objects.none()
+    scope = _member_of(user, "id")
+    if getattr(user, "is_superuser", False) or roles_of(user) & CITY_STAFF:
+        ids = city_ids(user)
+        if ids is None:
+            scope = EVERYTHING
+        else:
+            applied = Application.objects.filter(pool__programme__city_id__in=ids).values("institution_id")
+            scope |= Q(city_id__in=ids) | Q(id__in=applied)
+    return Institution.objects.filter(scope).select_related("city")
+
+
+def applications(user: UserLike) -> QuerySet[Application]:
+    if not user.is_authenticated:
+        return Application.objects.none()
+    scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "institution_id")
+    if Role.REVIEWER in roles_of(user):
+        scope |= Q(Exists(Review.objects.filter(application_id=OuterRef("pk"), reviewer_id=user.pk)))
+    return Application.objects.filter(scope).select_related("pool__programme__city", "institution")
+
+
+def reviews(user: UserLike) -> QuerySet[Review]:
+    if not user.is_authenticated:
+        return Review.objects.none()
+    scope = _staff_cities(user, "application__pool__programme__city_id") | Q(reviewer_id=user.pk)
+    return Review.objects.filter(scope).select_related("application", "reviewer")
+
+
+def awards(user: UserLike) -> QuerySet[Award]:
+    if not user.is_authenticated:
+        return Award.objects.none()
+    scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "institution_id")
+    return Award.objects.filter(scope).select_related("pool__programme__city", "institution")
+
+
+def tranches(user: UserLike) -> QuerySet[Tranche]:
+    if not user.is_authenticated:
+        return Tranche.objects.none()
+    scope = _staff_cities(user, "award__pool__programme__city_id") | _member_of(user, "award__institution_id")
+    return Tranche.objects.filter(scope)
+
+
+def milestone_reports(user: UserLike) -> QuerySet[MilestoneReport]:
+    if not user.is_authenticated:
+        return MilestoneReport.objects.none()
+    scope = _staff_cities(user, "tranche__award__pool__programme__city_id") | _member_of(
+        user, "tranche__award__institution_id"
+    )
+    return MilestoneReport.objects.filter(scope).select_related("tranche__award")
+
+
+def recoveries(user: UserLike) -> QuerySet[Recovery]:
+    if not user.is_authenticated:
+        return Recovery.objects.none()
+    scope = _staff_cities(user, "award__pool__programme__city_id") | _member_of(user, "award__institution_id")
+    return Recovery.objects.filter(scope).select_related("award")
+
+
+def ledger_entries(user: UserLike) -> QuerySet[LedgerEntry]:
+    """City staff only: the ledger is the city's book, not the applicant's."""
+    return LedgerEntry.objects.filter(_staff_cities(user, "pool__programme__city_id"))
+
+
+def alerts(user: UserLike) -> QuerySet[BudgetAlert]:
+    return BudgetAlert.objects.filter(_staff_cities(user, "pool__programme__city_id")).select_related(
+        "pool__programme__city"
+    )
+
+
+def audit_events(user: UserLike) -> QuerySet[AuditEvent]:
+    """Officers and auditors of a city see its events; events with no city only those who see every city."""
+    return AuditEvent.objects.filter(_staff_cities(user, "city_id"))
