@@ -1,0 +1,610 @@
+"""Applications and reviews: officers assign reviewers, approve, reject or return; reviewers submit their review.
+
+Approval has its own page: the officer sets the amount, the start and how the tranches split, reviews the schedule
+that grants.services.default_schedule generates and the budget it will use, then confirms. The confirmation
+carries a digest of the schedule shown: if the inputs changed since, the page shows the new schedule again instead
+of approving something the officer has not seen.
+"""
+
+import hashlib
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from grants import services
+from grants.admin.base import (
+    NoteForm,
+    Operation,
+    OperationForm,
+    ScopedAdmin,
+    city_scope,
+    money,
+    utilisation_bar,
+)
+from grants.errors import DomainError
+from grants.models import Application, Attachment, Review, Tranche
+from grants.money import ZERO, apply_rate
+from grants.roles import Role, city_ids, has_role, roles_of
+from grants.services.applications import rate_for
+
+RelatedOnly = admin.RelatedOnlyFieldListFilter
+S = Application.Status
+PO = (Role.PROGRAMME_OFFICER,)
+
+
+def reviewer_choices(application: Application | None, request: HttpRequest | None) -> QuerySet[User]:
+    """Users with the reviewer role in the application's city (or in the officer's cities for a bulk action)."""
+    users = User.objects.filter(groups__name=Role.REVIEWER, is_active=True)
+    if application is not None:
+        city = application.pool.programme.city_id
+        users = users.filter(Q(staff_scope__all_cities=True) | Q(staff_scope__cities=city))
+    elif request is not None:
+        ids = city_ids(request.user)
+        if ids is not None:
+            users = users.filter(Q(staff_scope__all_cities=True) | Q(staff_scope__cities__in=ids))
+    return users.distinct().order_by("username")
+
+
+class AssignReviewersForm(OperationForm):
+    reviewers = forms.ModelMultipleChoiceField(
+        label=gettext_lazy("reviewers"), queryset=User.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reviewers"].queryset = reviewer_choices(self.obj, self.request)  # type: ignore[attr-defined]
+
+
+class ReturnForm(OperationForm):
+    note = forms.CharField(label=gettext_lazy("what must change"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ReviewForm(OperationForm):
+    SCORES = [(i, str(i)) for i in range(1, 6)]
+    technical_merit = forms.TypedChoiceField(
+        label=gettext_lazy("technical merit"), choices=SCORES, coerce=int
+    )
+    feasibility = forms.TypedChoiceField(label=gettext_lazy("feasibility"), choices=SCORES, coerce=int)
+    impact = forms.TypedChoiceField(label=gettext_lazy("impact"), choices=SCORES, coerce=int)
+    recommendation = forms.ChoiceField(
+        label=gettext_lazy("recommendation"), choices=Review.Recommendation.choices
+    )
+    recommended_amount = forms.DecimalField(
+        label=gettext_lazy("recommended amount"), required=False, max_digits=18, decimal_places=2, min_value=0
+    )
+    comment = forms.CharField(
+        label=gettext_lazy("comment"), widget=forms.Textarea(attrs={"rows": 4}), required=False
+    )
+
+
+def _open(app: Application) -> bool:
+    return app.status in (S.SUBMITTED, S.UNDER_REVIEW)
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    fields = (
+        "reviewer",
+        "technical_merit",
+        "feasibility",
+        "impact",
+        "recommendation",
+        "recommended_",
+        "submitted_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("recommended amount"))
+    def recommended_(self, review: Review) -> str:
+        return money(review.recommended_amount)
+
+
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
+    fields = ("original_name", "content_type", "size", "uploaded_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = gettext_lazy("stage")
+    parameter_name = "stage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("open", _("waiting for a decision")), ("decided", _("decided"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "open":
+            return queryset.filter(status__in=[S.SUBMITTED, S.UNDER_REVIEW])
+        if self.value() == "decided":
+            return queryset.filter(status__in=[S.APPROVED, S.REJECTED])
+        return queryset
+
+
+@admin.register(Application)
+class ApplicationAdmin(ScopedAdmin):
+    city_path = "pool__programme__city"
+    list_display = (
+        "reference_",
+        "institution",
+        "credit_code",
+        "pool",
+        "title",
+        "requested_",
+        "status",
+        "submitted_at",
+    )
+    list_filter = (
+        StatusFilter,
+        "status",
+        ("pool__programme__city", RelatedOnly),
+        ("pool__programme", RelatedOnly),
+        ("pool", RelatedOnly),
+        "institution__type",
+    )
+    search_fields = (
+        "reference",
+        "title",
+        "institution__name_en",
+        "institution__name_zh",
+        "institution__credit_code",
+    )
+    list_select_related = ("institution", "pool__programme__city")
+    date_hierarchy = "submitted_at"
+    inlines = (ReviewInline, AttachmentInline)
+    readonly_fields = (
+        "reference",
+        "institution",
+        "pool",
+        "status",
+        "title",
+        "summary",
+        "eligible_",
+        "requested_",
+        "duration_years",
+        "proposed_start",
+        "submitted_at",
+        "decided_at",
+        "decision_note",
+        "award_link",
+    )
+    fields = readonly_fields
+    export_fields = (
+        (gettext_lazy("reference"), "reference"),
+        (gettext_lazy("city"), "pool__programme__city__code"),
+        (gettext_lazy("programme"), "pool__programme__code"),
+        (gettext_lazy("funding pool"), "pool__code"),
+        (gettext_lazy("institution"), "institution__name_en"),
+        (gettext_lazy("institution (Chinese)"), "institution__name_zh"),
+        (gettext_lazy("unified social credit code"), "institution__credit_code"),
+        (gettext_lazy("title"), "title"),
+        (gettext_lazy("eligible project cost"), "eligible_cost"),
+        (gettext_lazy("requested amount"), "requested_amount"),
+        (gettext_lazy("duration (years)"), "duration_years"),
+        (gettext_lazy("status"), "status"),
+        (gettext_lazy("submitted at"), "submitted_at"),
+    )
+    operations = (
+        Operation(
+            "assign",
+            gettext_lazy("assign reviewers"),
+            lambda actor, app, d: services.assign_reviewers(
+                application=app, actor=actor, reviewers=list(d["reviewers"])
+            ),
+            roles=PO,
+            form_class=AssignReviewersForm,
+            available=_open,
+        ),
+        Operation(
+            "return",
+            gettext_lazy("return for changes"),
+            lambda actor, app, d: services.return_application(application=app, actor=actor, note=d["note"]),
+            roles=PO,
+            form_class=ReturnForm,
+            available=_open,
+        ),
+        Operation(
+            "reject",
+            gettext_lazy("reject"),
+            lambda actor, app, d: services.reject_application(application=app, actor=actor, note=d["note"]),
+            roles=PO,
+            form_class=NoteForm,
+            available=lambda app: app.status == S.UNDER_REVIEW,
+            danger=True,
+        ),
+    )
+
+    def scope_q(self, request: HttpRequest) -> Q:
+        q = city_scope(request.user, self.city_path)
+        if Role.REVIEWER in roles_of(request.user):
+            # A reviewer sees the applications assigned to them, wherever an officer scope does not reach.
+            q |= Q(pk__in=Review.objects.filter(reviewer_id=request.user.pk).values("application_id"))
+        return q
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # applications come from institutions, through the portal or the API
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A submitted application is a record of the decision process; a never-submitted draft is deleted by its
+        # institution (services.delete_draft), not by staff.
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = dict(super().get_actions(request))
+        if has_role(request.user, Role.PROGRAMME_OFFICER):
+            actions["approve"] = (
+                type(self).approve_selected,
+                "approve",
+                _("Approve the selected application (review its schedule first)"),
+            )
+        return actions
+
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(
+                request,
+                _("Approve one application at a time: each needs its schedule reviewed."),
+                messages.WARNING,
+            )
+            return None
+        return redirect(reverse("admin:grants_application_approve", args=[queryset.get().pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="grants_application_approve",
+            ),
+            *super().get_urls(),
+        ]
+
+    def operations_for(self, request: HttpRequest, obj: Any) -> list[tuple[Operation, str]]:
+        ops = super().operations_for(request, obj)
+        if obj.status == S.UNDER_REVIEW and has_role(request.user, Role.PROGRAMME_OFFICER):
+            approve = Operation("approve", gettext_lazy("approve"), lambda *a: None, roles=PO)
+            ops.insert(0, (approve, reverse("admin:grants_application_approve", args=[obj.pk])))
+        return ops
+
+    def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        application = self.get_object_or_404(request, object_id)
+        if not has_role(request.user, Role.PROGRAMME_OFFICER):
+            raise PermissionDenied
+        change_url = reverse("admin:grants_application_change", args=[application.pk])
+        form = ApproveForm(request.POST or None, application=application)
+        schedule: list[services.TrancheSpec] = []
+        if form.is_valid():
+            try:
+                schedule = form.schedule()
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+        digest = schedule_digest(schedule) if schedule else ""
+        if request.method == "POST" and "_confirm" in request.POST and schedule:
+            if request.POST.get("digest") != digest:
+                self.message_user(
+                    request,
+                    _("The schedule changed with your last edit: review it and confirm again."),
+                    messages.WARNING,
+                )
+            else:
+                try:
+                    award = services.approve_application(
+                        application=application,
+                        actor=request.user,  # type: ignore[arg-type]  # admin_view: signed in
+                        amount=form.cleaned_data["amount"],
+                        start_date=form.cleaned_data["start_date"],
+                        schedule=schedule,
+                        note=form.cleaned_data["note"],
+                        idempotency_key=form.cleaned_data["key"],
+                    )
+                except DomainError as exc:
+                    self.message_user(request, exc.message, messages.ERROR)
+                else:
+                    self.message_user(
+                        request,
+                        _("Approved: award %(ref)s of %(amount)s, %(n)d tranche(s).")
+                        % {"ref": award.reference, "amount": money(award.amount), "n": len(schedule)},
+                        messages.SUCCESS,
+                    )
+                    return redirect(reverse("admin:grants_fundingpool_change", args=[application.pool_id]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Approve %(app)s") % {"app": application},
+            "application": application,
+            "form": form,
+            "schedule": [(t, money(t.amount)) for t in schedule],
+            "schedule_total": money(sum((t.amount for t in schedule), ZERO)) if schedule else "",
+            "digest": digest,
+            "budget": approval_budget(application, schedule),
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/grants/approve.html", context)
+
+    @admin.display(description=gettext_lazy("reference"), ordering="reference")
+    def reference_(self, app: Application) -> str:
+        return app.reference or _("draft #%(pk)s") % {"pk": app.pk}
+
+    @admin.display(description=gettext_lazy("credit code"), ordering="institution__credit_code")
+    def credit_code(self, app: Application) -> str:
+        return app.institution.credit_code
+
+    @admin.display(description=gettext_lazy("requested amount"), ordering="requested_amount")
+    def requested_(self, app: Application) -> str:
+        return money(app.requested_amount)
+
+    @admin.display(description=gettext_lazy("eligible project cost"))
+    def eligible_(self, app: Application) -> str:
+        return money(app.eligible_cost)
+
+    @admin.display(description=gettext_lazy("award"))
+    def award_link(self, app: Application) -> str:
+        award = getattr(app, "award", None) if app.status == S.APPROVED else None
+        if award is None:
+            return "—"
+        url = reverse("admin:grants_award_change", args=[award.pk])
+        return format_html('<a href="{}">{}</a> ({})', url, award.reference, money(award.amount))
+
+
+class ApproveForm(forms.Form):
+    amount = forms.DecimalField(
+        label=gettext_lazy("award amount"), max_digits=18, decimal_places=2, min_value=Decimal("0.01")
+    )
+    start_date = forms.DateField(
+        label=gettext_lazy("start date"), widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})
+    )
+    first_share = forms.DecimalField(
+        label=gettext_lazy("share of the first tranche"),
+        required=False,
+        max_digits=5,
+        decimal_places=4,
+        min_value=Decimal("0.0001"),
+        max_value=Decimal("0.9999"),
+        help_text=gettext_lazy("e.g. 0.40; empty: equal tranches."),
+    )
+    milestone_gated = forms.BooleanField(
+        label=gettext_lazy("tranches after the first need an accepted milestone report"), required=False
+    )
+    note = forms.CharField(
+        label=gettext_lazy("note"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    key = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, data: Any = None, *, application: Application) -> None:
+        self.application = application
+        recommended = application.reviews.filter(submitted_at__isnull=False, recommended_amount__isnull=False)
+        amounts = [r.recommended_amount for r in recommended]
+        suggestion = min([application.requested_amount, *amounts])
+        super().__init__(
+            data,
+            initial={
+                "amount": suggestion,
+                "start_date": application.proposed_start,
+                "milestone_gated": True,
+                "key": f"admin-approve-{application.pk}-{uuid.uuid4().hex}",
+            },
+        )
+        if data is None:
+            # Unbound: show the schedule of the suggested figures at once.
+            self.data = {
+                k: ("on" if v is True else v) for k, v in self.initial.items() if v not in (False, None)
+            }
+            self.is_bound = True
+
+    def schedule(self) -> list[services.TrancheSpec]:
+        data = self.cleaned_data
+        return services.default_schedule(
+            amount=data["amount"],
+            start=data["start_date"],
+            duration_years=self.application.duration_years,
+            first_share=data.get("first_share"),
+            milestone_gated=data.get("milestone_gated", False),
+        )
+
+
+def schedule_digest(schedule: list[services.TrancheSpec]) -> str:
+    text = ";".join(f"{t.scheduled_date}|{t.amount}|{t.requires_milestone}" for t in schedule)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def approval_budget(application: Application, schedule: list[services.TrancheSpec]) -> list[dict[str, Any]]:
+    """Every level of §4 the approval will be checked against, with what is left now: the officer sees which one
+    would refuse before confirming (the service still decides, under its locks)."""
+    pool = application.pool
+    programme = pool.programme
+    total = sum((t.amount for t in schedule), ZERO)
+    by_year: dict[int, Decimal] = {}
+    for t in schedule:
+        by_year[t.fiscal_year] = by_year.get(t.fiscal_year, ZERO) + t.amount
+    rows: list[dict[str, Any]] = [
+        _level(_("pool cap"), total, pool.cap - pool.committed, utilisation_bar(pool.committed, pool.cap)),
+        _level(
+            _("programme total"),
+            total,
+            programme.total_budget - programme.committed,
+            utilisation_bar(programme.committed, programme.total_budget),
+        ),
+    ]
+    allotments = {a.fiscal_year: a for a in pool.allotments.filter(fiscal_year__in=by_year)}
+    if pool.allotments.exists():
+        for year, amount in sorted(by_year.items()):
+            a = allotments.get(year)
+            rows.append(
+                _level(
+                    _("allotment %(year)d") % {"year": year},
+                    amount,
+                    (a.amount - a.committed) if a else ZERO,
+                    utilisation_bar(a.committed, a.amount) if a else "",
+                )
+            )
+    if pool.max_per_institution_year is not None:
+        existing = dict(
+            Tranche.objects.filter(
+                award__pool=pool, award__institution_id=application.institution_id, fiscal_year__in=by_year
+            )
+            .exclude(status=Tranche.Status.CANCELLED)
+            .values_list("fiscal_year")
+            .annotate(s=Sum("amount"))
+        )
+        for year, amount in sorted(by_year.items()):
+            rows.append(
+                _level(
+                    _("institution's maximum in %(year)d") % {"year": year},
+                    amount,
+                    pool.max_per_institution_year - existing.get(year, ZERO),
+                )
+            )
+    if pool.max_per_award is not None:
+        rows.append(_level(_("per-award maximum"), total, pool.max_per_award))
+    rate = rate_for(pool, application.institution)
+    if rate is not None:
+        rows.append(
+            _level(
+                _("cost-share limit (%(rate)s%%)") % {"rate": f"{rate * 100:g}"},
+                total,
+                apply_rate(application.eligible_cost, rate),
+            )
+        )
+    return rows
+
+
+def _level(name: str, asked: Decimal, left: Decimal, bar: Any = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "asked": money(asked),
+        "left": money(max(left, ZERO)),
+        "ok": asked <= left,
+        "bar": bar,
+    }
+
+
+# --- Reviews and attachments --------------------------------------------------------------------------------
+
+
+def _submit_review(actor: Any, review: Review, d: dict[str, Any]) -> Review:
+    return services.submit_review(
+        review=review,
+        actor=actor,
+        technical_merit=d["technical_merit"],
+        feasibility=d["feasibility"],
+        impact=d["impact"],
+        recommendation=d["recommendation"],
+        recommended_amount=d.get("recommended_amount"),
+        comment=d.get("comment", ""),
+    )
+
+
+@admin.register(Review)
+class ReviewAdmin(ScopedAdmin):
+    city_path = "application__pool__programme__city"
+    list_display = (
+        "application",
+        "reviewer",
+        "recommendation",
+        "technical_merit",
+        "feasibility",
+        "impact",
+        "submitted_at",
+    )
+    list_filter = (
+        "recommendation",
+        ("application__pool__programme__city", RelatedOnly),
+        ("application__pool", RelatedOnly),
+    )
+    search_fields = ("application__reference", "application__institution__name_en", "reviewer__username")
+    list_select_related = ("application", "reviewer")
+    readonly_fields = (
+        "application",
+        "reviewer",
+        "assigned_at",
+        "technical_merit",
+        "feasibility",
+        "impact",
+        "recommendation",
+        "recommended_amount",
+        "comment",
+        "submitted_at",
+    )
+    fields = readonly_fields
+    operations = (
+        Operation(
+            "submit",
+            gettext_lazy("submit review"),
+            _submit_review,
+            roles=(Role.REVIEWER,),
+            form_class=ReviewForm,
+            available=lambda review: review.submitted_at is None,
+            bulk=False,
+        ),
+    )
+
+    def scope_q(self, request: HttpRequest) -> Q:
+        return city_scope(request.user, self.city_path) | Q(reviewer_id=request.user.pk)
+
+    def operations_for(self, request: HttpRequest, obj: Any) -> list[tuple[Operation, str]]:
+        # Only the assigned reviewer submits a review.
+        return super().operations_for(request, obj) if obj.reviewer_id == request.user.pk else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ScopedAdmin):
+    city_path = "application__pool__programme__city"
+    list_display = ("original_name", "application", "content_type", "size", "uploaded_at")
+    search_fields = ("original_name", "application__reference")
+    list_select_related = ("application",)
+    readonly_fields = ("application", "original_name", "content_type", "size", "uploaded_by", "uploaded_at")
+    fields = readonly_fields
+
+    def scope_q(self, request: HttpRequest) -> Q:
+        q = city_scope(request.user, self.city_path)
+        if Role.REVIEWER in roles_of(request.user):
+            q |= Q(
+                application_id__in=Review.objects.filter(reviewer_id=request.user.pk).values("application_id")
+            )
+        return q
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,472 @@
+"""Awards, tranches, milestone reports and recoveries: what happens to the money after approval.
+
+Every figure here is read-only: amounts change only through the services (amend, cancel, pay, recover), which move
+the ledger and the counters together. Nothing financial can be deleted.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy
+
+from grants import services
+from grants.admin.base import Operation, OperationForm, ReasonForm, ScopedAdmin, money, utilisation_bar
+from grants.models import Award, MilestoneReport, Recovery, Tranche
+from grants.roles import Role
+
+RelatedOnly = admin.RelatedOnlyFieldListFilter
+PO = (Role.PROGRAMME_OFFICER,)
+FO = (Role.FINANCE_OFFICER,)
+T = Tranche.Status
+W = Award.Status
+
+
+class FinancialRecordAdmin(ScopedAdmin):
+    """Financial records: created and changed by the services only, never deleted, not even by a superuser."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- forms of the operations
+
+
+class AmountReasonForm(OperationForm):
+    amount = forms.DecimalField(
+        label=gettext_lazy("new amount"), max_digits=18, decimal_places=2, min_value=0
+    )
+    reason = forms.CharField(label=gettext_lazy("reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class RecoveryDemandForm(OperationForm):
+    amount = forms.DecimalField(
+        label=gettext_lazy("amount demanded"), max_digits=18, decimal_places=2, min_value=0
+    )
+    due_date = forms.DateField(
+        label=gettext_lazy("due date"), widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})
+    )
+    reason = forms.CharField(label=gettext_lazy("reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class PaymentForm(OperationForm):
+    payment_reference = forms.CharField(label=gettext_lazy("payment reference"), max_length=64)
+    paid_on = forms.DateField(
+        label=gettext_lazy("paid on"),
+        required=False,
+        widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+        help_text=gettext_lazy("Empty: today."),
+    )
+
+
+class ReceiptForm(OperationForm):
+    amount = forms.DecimalField(
+        label=gettext_lazy("amount received"), max_digits=18, decimal_places=2, min_value=0
+    )
+
+
+class DecisionNoteForm(OperationForm):
+    note = forms.CharField(
+        label=gettext_lazy("note"), widget=forms.Textarea(attrs={"rows": 3}), required=False
+    )
+
+
+# --- Awards
+
+
+class TrancheInline(admin.TabularInline):
+    model = Tranche
+    fields = (
+        "sequence",
+        "fiscal_year",
+        "scheduled_date",
+        "amount_",
+        "requires_milestone",
+        "status",
+        "paid_on",
+        "payment_reference",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("amount"))
+    def amount_(self, tranche: Tranche) -> str:
+        return money(tranche.amount)
+
+
+def _active(award: Award) -> bool:
+    return award.status in (W.ACTIVE, W.SUSPENDED)
+
+
+@admin.register(Award)
+class AwardAdmin(FinancialRecordAdmin):
+    city_path = "pool__programme__city"
+    list_display = (
+        "reference",
+        "institution",
+        "credit_code",
+        "pool",
+        "amount_",
+        "paid_",
+        "bar",
+        "status",
+        "approved_at",
+    )
+    list_filter = (
+        "status",
+        ("pool__programme__city", RelatedOnly),
+        ("pool__programme", RelatedOnly),
+        ("pool", RelatedOnly),
+    )
+    search_fields = ("reference", "institution__name_en", "institution__name_zh", "institution__credit_code")
+    list_select_related = ("institution", "pool__programme__city")
+    date_hierarchy = "approved_at"
+    inlines = (TrancheInline,)
+    readonly_fields = (
+        "reference",
+        "application",
+        "institution",
+        "pool",
+        "status",
+        "amount_",
+        "paid_",
+        "recovered_",
+        "bar",
+        "start_date",
+        "duration_years",
+        "approved_by",
+        "approved_at",
+        "amendments",
+    )
+    fields = readonly_fields
+    export_fields = (
+        (gettext_lazy("reference"), "reference"),
+        (gettext_lazy("city"), "pool__programme__city__code"),
+        (gettext_lazy("funding pool"), "pool__code"),
+        (gettext_lazy("institution"), "institution__name_en"),
+        (gettext_lazy("unified social credit code"), "institution__credit_code"),
+        (gettext_lazy("amount"), "amount"),
+        (gettext_lazy("paid"), "paid"),
+        (gettext_lazy("recovered"), "recovered"),
+        (gettext_lazy("status"), "status"),
+        (gettext_lazy("start date"), "start_date"),
+        (gettext_lazy("approved at"), "approved_at"),
+    )
+    operations = (
+        Operation(
+            "suspend",
+            gettext_lazy("suspend"),
+            lambda actor, award, d: services.suspend_award(award=award, actor=actor, reason=d["reason"]),
+            roles=PO,
+            form_class=ReasonForm,
+            available=lambda award: award.status == W.ACTIVE,
+        ),
+        Operation(
+            "resume",
+            gettext_lazy("resume"),
+            lambda actor, award, d: services.resume_award(award=award, actor=actor),
+            roles=PO,
+            available=lambda award: award.status == W.SUSPENDED,
+        ),
+        Operation(
+            "amend",
+            gettext_lazy("amend the amount"),
+            lambda actor, award, d: services.amend_award(
+                award=award, actor=actor, amount=d["amount"], reason=d["reason"]
+            ),
+            roles=PO,
+            form_class=AmountReasonForm,
+            available=_active,
+            bulk=False,
+        ),
+        Operation(
+            "terminate",
+            gettext_lazy("terminate"),
+            lambda actor, award, d: services.terminate_award(award=award, actor=actor, reason=d["reason"]),
+            roles=PO,
+            form_class=ReasonForm,
+            available=_active,
+            danger=True,
+        ),
+        Operation(
+            "recovery",
+            gettext_lazy("demand a recovery"),
+            lambda actor, award, d: services.demand_recovery(
+                award=award, actor=actor, amount=d["amount"], due_date=d["due_date"], reason=d["reason"]
+            ),
+            roles=FO,
+            form_class=RecoveryDemandForm,
+            available=lambda award: award.paid > award.recovered,
+            bulk=False,
+        ),
+    )
+
+    def operation_summary(self, award: Award) -> list[tuple[str, Any]]:
+        return [
+            (str(gettext_lazy("institution")), award.institution),
+            (str(gettext_lazy("amount")), money(award.amount)),
+            (str(gettext_lazy("paid")), money(award.paid)),
+            (str(gettext_lazy("recovered")), money(award.recovered)),
+            (str(gettext_lazy("status")), award.get_status_display()),
+        ]
+
+    @admin.display(description=gettext_lazy("credit code"), ordering="institution__credit_code")
+    def credit_code(self, award: Award) -> str:
+        return award.institution.credit_code
+
+    @admin.display(description=gettext_lazy("amount"), ordering="amount")
+    def amount_(self, award: Award) -> str:
+        return money(award.amount)
+
+    @admin.display(description=gettext_lazy("paid"), ordering="paid")
+    def paid_(self, award: Award) -> str:
+        return money(award.paid)
+
+    @admin.display(description=gettext_lazy("recovered"))
+    def recovered_(self, award: Award) -> str:
+        return money(award.recovered)
+
+    @admin.display(description=gettext_lazy("paid so far"))
+    def bar(self, award: Award) -> SafeString:
+        return utilisation_bar(award.paid, award.amount)
+
+
+# --- Tranches
+
+
+@admin.register(Tranche)
+class TrancheAdmin(FinancialRecordAdmin):
+    city_path = "award__pool__programme__city"
+    list_display = (
+        "__str__",
+        "institution",
+        "fiscal_year",
+        "scheduled_date",
+        "amount_",
+        "status",
+        "requires_milestone",
+        "paid_on",
+        "payment_reference",
+    )
+    list_filter = (
+        "status",
+        "fiscal_year",
+        ("award__pool__programme__city", RelatedOnly),
+        ("award__pool", RelatedOnly),
+        "requires_milestone",
+    )
+    search_fields = (
+        "award__reference",
+        "payment_reference",
+        "award__institution__name_en",
+        "award__institution__name_zh",
+        "award__institution__credit_code",
+    )
+    list_select_related = ("award__institution",)
+    date_hierarchy = "scheduled_date"
+    readonly_fields = (
+        "award",
+        "sequence",
+        "fiscal_year",
+        "scheduled_date",
+        "amount_",
+        "requires_milestone",
+        "status",
+        "status_note",
+        "paid_on",
+        "payment_reference",
+    )
+    fields = readonly_fields
+    export_fields = (
+        (gettext_lazy("award"), "award__reference"),
+        (gettext_lazy("sequence"), "sequence"),
+        (gettext_lazy("institution"), "award__institution__name_en"),
+        (gettext_lazy("unified social credit code"), "award__institution__credit_code"),
+        (gettext_lazy("fiscal year"), "fiscal_year"),
+        (gettext_lazy("scheduled date"), "scheduled_date"),
+        (gettext_lazy("amount"), "amount"),
+        (gettext_lazy("status"), "status"),
+        (gettext_lazy("paid on"), "paid_on"),
+        (gettext_lazy("payment reference"), "payment_reference"),
+    )
+    operations = (
+        Operation(
+            "release",
+            gettext_lazy("release (make payable)"),
+            lambda actor, t, d: services.release_tranche(tranche=t, actor=actor),
+            roles=FO,
+            available=lambda t: t.status == T.PLANNED,
+        ),
+        Operation(
+            "pay",
+            gettext_lazy("record payment"),
+            lambda actor, t, d: services.pay_tranche(
+                tranche=t,
+                actor=actor,
+                payment_reference=d["payment_reference"],
+                paid_on=d.get("paid_on") or None,
+                idempotency_key=f"admin-pay-{t.pk}-{d['payment_reference']}",
+            ),
+            roles=FO,
+            form_class=PaymentForm,
+            available=lambda t: t.status == T.PAYABLE,
+            bulk=False,
+        ),
+        Operation(
+            "withhold",
+            gettext_lazy("withhold"),
+            lambda actor, t, d: services.withhold_tranche(tranche=t, actor=actor, reason=d["reason"]),
+            roles=FO,
+            form_class=ReasonForm,
+            available=lambda t: t.status in (T.PLANNED, T.PAYABLE),
+        ),
+        Operation(
+            "unwithhold",
+            gettext_lazy("lift the withholding"),
+            lambda actor, t, d: services.unwithhold_tranche(tranche=t, actor=actor),
+            roles=FO,
+            available=lambda t: t.status == T.WITHHELD,
+        ),
+        Operation(
+            "cancel",
+            gettext_lazy("cancel"),
+            lambda actor, t, d: services.cancel_tranche(tranche=t, actor=actor, reason=d["reason"]),
+            roles=FO,
+            form_class=ReasonForm,
+            available=lambda t: t.status in (T.PLANNED, T.PAYABLE, T.WITHHELD),
+            danger=True,
+        ),
+    )
+
+    def operation_summary(self, tranche: Tranche) -> list[tuple[str, Any]]:
+        return [
+            (str(gettext_lazy("institution")), tranche.award.institution),
+            (str(gettext_lazy("amount")), money(tranche.amount)),
+            (str(gettext_lazy("scheduled date")), tranche.scheduled_date),
+            (str(gettext_lazy("status")), tranche.get_status_display()),
+        ]
+
+    @admin.display(description=gettext_lazy("institution"))
+    def institution(self, tranche: Tranche) -> Any:
+        return tranche.award.institution
+
+    @admin.display(description=gettext_lazy("amount"), ordering="amount")
+    def amount_(self, tranche: Tranche) -> str:
+        return money(tranche.amount)
+
+
+# --- Milestone reports and recoveries
+
+
+@admin.register(MilestoneReport)
+class MilestoneReportAdmin(FinancialRecordAdmin):
+    city_path = "tranche__award__pool__programme__city"
+    list_display = ("__str__", "status", "submitted_at", "decided_at")
+    list_filter = ("status", ("tranche__award__pool__programme__city", RelatedOnly))
+    search_fields = ("tranche__award__reference", "tranche__award__institution__name_en")
+    list_select_related = ("tranche__award",)
+    readonly_fields = (
+        "tranche",
+        "submitted_by",
+        "submitted_at",
+        "summary",
+        "attachment",
+        "status",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+    )
+    fields = readonly_fields
+    operations = (
+        Operation(
+            "accept",
+            gettext_lazy("accept"),
+            lambda actor, r, d: services.decide_milestone_report(
+                report=r, actor=actor, accept=True, note=d["note"]
+            ),
+            roles=PO,
+            form_class=DecisionNoteForm,
+            available=lambda r: r.status == MilestoneReport.Status.SUBMITTED,
+        ),
+        Operation(
+            "reject",
+            gettext_lazy("reject"),
+            lambda actor, r, d: services.decide_milestone_report(
+                report=r, actor=actor, accept=False, note=d["note"]
+            ),
+            roles=PO,
+            form_class=DecisionNoteForm,
+            available=lambda r: r.status == MilestoneReport.Status.SUBMITTED,
+            danger=True,
+        ),
+    )
+
+
+@admin.register(Recovery)
+class RecoveryAdmin(FinancialRecordAdmin):
+    city_path = "award__pool__programme__city"
+    list_display = ("award", "amount_", "received_", "due_date", "status", "created_at")
+    list_filter = ("status", ("award__pool__programme__city", RelatedOnly))
+    search_fields = ("award__reference", "award__institution__name_en", "award__institution__credit_code")
+    list_select_related = ("award",)
+    readonly_fields = (
+        "award",
+        "amount_",
+        "received_",
+        "due_date",
+        "reason",
+        "status",
+        "created_by",
+        "created_at",
+    )
+    fields = readonly_fields
+    export_fields = (
+        (gettext_lazy("award"), "award__reference"),
+        (gettext_lazy("amount demanded"), "amount"),
+        (gettext_lazy("amount received"), "received"),
+        (gettext_lazy("due date"), "due_date"),
+        (gettext_lazy("status"), "status"),
+        (gettext_lazy("reason"), "reason"),
+    )
+    operations = (
+        Operation(
+            "receipt",
+            gettext_lazy("record money received"),
+            lambda actor, r, d: services.record_recovery_receipt(recovery=r, actor=actor, amount=d["amount"]),
+            roles=FO,
+            form_class=ReceiptForm,
+            available=lambda r: r.status == Recovery.Status.OPEN,
+            bulk=False,
+        ),
+    )
+
+    def operation_summary(self, recovery: Recovery) -> list[tuple[str, Any]]:
+        return [
+            (str(gettext_lazy("amount demanded")), money(recovery.amount)),
+            (str(gettext_lazy("amount received")), money(recovery.received)),
+            (str(gettext_lazy("due date")), recovery.due_date),
+        ]
+
+    @admin.display(description=gettext_lazy("amount demanded"), ordering="amount")
+    def amount_(self, recovery: Recovery) -> str:
+        return money(recovery.amount)
+
+    @admin.display(description=gettext_lazy("amount received"))
+    def received_(self, recovery: Recovery) -> str:
+        return money(recovery.received)

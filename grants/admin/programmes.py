@@ -1,0 +1,523 @@
+"""Programmes, funding pools and fiscal-year allotments: the budgets themselves.
+
+A pool's cap and its allotments change only through grants.services.pools (set_pool_cap, set_allotment), which
+refuse caps beyond the programme total, caps below what is committed or allotted, and allotments beyond the cap.
+The forms try those services inside a savepoint that is always rolled back, so the officer sees the services' own
+refusal on the field at fault, and the save then calls them for real in the same transaction, the rows still
+locked by the trial.
+"""
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet, Sum
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from grants import audit
+from grants.admin.base import ScopedAdmin, money, utilisation_bar
+from grants.errors import DomainError
+from grants.models import Application, FiscalYearAllotment, FundingPool, Programme
+from grants.money import ZERO
+from grants.services.pools import caps_problem, set_allotment, set_pool_cap
+
+RelatedOnly = admin.RelatedOnlyFieldListFilter
+PROGRAMME_FIELDS = (
+    "code",
+    "name_en",
+    "name_zh",
+    "total_budget",
+    "first_fiscal_year",
+    "last_fiscal_year",
+    "opens_at",
+    "closes_at",
+    "status",
+    "policy_title",
+    "policy_url",
+)
+
+
+def figures_table(rows: list[tuple[Any, Any]], bar: SafeString | None = None) -> SafeString:
+    table = format_html(
+        '<table class="figures">{}</table>',
+        format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((str(k), v) for k, v in rows)),
+    )
+    return format_html("{}{}", table, bar) if bar is not None else table
+
+
+# --- Programmes ---------------------------------------------------------------------------------------------
+
+
+class ProgrammeForm(forms.ModelForm):
+    request: HttpRequest
+
+    class Meta:
+        model = Programme
+        fields = ("city", *PROGRAMME_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        total = data.get("total_budget")
+        if self.instance.pk and total is not None:
+            # Locked until the save commits (the admin runs the whole change in one transaction): no pool cap can
+            # grow meanwhile, since set_pool_cap locks the programme first.
+            programme = Programme.objects.select_for_update().get(pk=self.instance.pk)
+            caps = programme.pools.aggregate(s=Sum("cap", default=ZERO))["s"]
+            if total < caps:
+                self.add_error(
+                    "total_budget",
+                    _("The pools' caps already sum to %(caps)s; the total cannot be less.")
+                    % {"caps": money(caps)},
+                )
+            elif total < programme.committed:
+                self.add_error(
+                    "total_budget",
+                    _("%(c)s is already committed; the total cannot be less.")
+                    % {"c": money(programme.committed)},
+                )
+        return data
+
+
+class PoolInline(admin.TabularInline):
+    model = FundingPool
+    fields = ("code", "name_en", "category", "cap_", "committed_", "disbursed_", "bar")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("cap"))
+    def cap_(self, pool: FundingPool) -> str:
+        return money(pool.cap)
+
+    @admin.display(description=gettext_lazy("committed"))
+    def committed_(self, pool: FundingPool) -> str:
+        return money(pool.committed)
+
+    @admin.display(description=gettext_lazy("disbursed"))
+    def disbursed_(self, pool: FundingPool) -> str:
+        return money(pool.disbursed)
+
+    @admin.display(description=gettext_lazy("utilisation"))
+    def bar(self, pool: FundingPool) -> SafeString:
+        return utilisation_bar(pool.committed, pool.cap)
+
+
+@admin.register(Programme)
+class ProgrammeAdmin(ScopedAdmin):
+    form = ProgrammeForm
+    city_path = "city"
+    list_display = ("code", "city", "name_", "status", "total_", "caps_", "committed_", "disbursed_", "bar")
+    list_filter = (("city", RelatedOnly), "status")
+    search_fields = ("code", "name_en", "name_zh")
+    list_select_related = ("city",)
+    inlines = (PoolInline,)
+    readonly_fields = ("budget",)
+    export_fields = (
+        (gettext_lazy("city"), "city__code"),
+        (gettext_lazy("code"), "code"),
+        (gettext_lazy("name (English)"), "name_en"),
+        (gettext_lazy("name (Chinese)"), "name_zh"),
+        (gettext_lazy("status"), "status"),
+        (gettext_lazy("total budget"), "total_budget"),
+        (gettext_lazy("committed"), "committed"),
+        (gettext_lazy("first fiscal year"), "first_fiscal_year"),
+        (gettext_lazy("last fiscal year"), "last_fiscal_year"),
+    )
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request = request  # type: ignore[attr-defined]
+        return form
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        main = (None, {"fields": ("city", *PROGRAMME_FIELDS)})
+        return [(_("Budget"), {"fields": ("budget",)}), main] if obj else [main]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A programme's city never changes once it exists: its pools, awards and ledger belong there.
+        return ("budget", "city") if obj else ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                caps=Sum("pools__cap", default=ZERO),
+                pools_disbursed=Sum("pools__disbursed", default=ZERO),
+            )
+        )
+
+    def save_model(self, request: HttpRequest, obj: Programme, form: Any, change: bool) -> None:
+        before = audit.snapshot(Programme.objects.get(pk=obj.pk), PROGRAMME_FIELDS) if change else None
+        super().save_model(request, obj, form, change)
+        audit.record(
+            actor=request.user,
+            action="programme.change" if change else "programme.create",
+            obj=obj,
+            city_id=obj.city_id,
+            before=before,
+            after=audit.snapshot(obj, PROGRAMME_FIELDS),
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # budgets are financial records
+
+    @admin.display(description=gettext_lazy("name"))
+    def name_(self, programme: Programme) -> str:
+        return programme.name
+
+    @admin.display(description=gettext_lazy("total budget"), ordering="total_budget")
+    def total_(self, programme: Programme) -> str:
+        return money(programme.total_budget)
+
+    @admin.display(description=gettext_lazy("allocated to pools"), ordering="caps")
+    def caps_(self, programme: Any) -> str:
+        return money(programme.caps)
+
+    @admin.display(description=gettext_lazy("committed"), ordering="committed")
+    def committed_(self, programme: Programme) -> str:
+        return money(programme.committed)
+
+    @admin.display(description=gettext_lazy("disbursed"), ordering="pools_disbursed")
+    def disbursed_(self, programme: Any) -> str:
+        return money(programme.pools_disbursed)
+
+    @admin.display(description=gettext_lazy("utilisation"))
+    def bar(self, programme: Programme) -> SafeString:
+        return utilisation_bar(programme.committed, programme.total_budget)
+
+    @admin.display(description=gettext_lazy("budget"))
+    def budget(self, programme: Any) -> SafeString:
+        caps = getattr(programme, "caps", None)
+        disbursed = getattr(programme, "pools_disbursed", None)
+        if caps is None:
+            sums = programme.pools.aggregate(c=Sum("cap", default=ZERO), d=Sum("disbursed", default=ZERO))
+            caps, disbursed = sums["c"], sums["d"]
+        return figures_table(
+            [
+                (_("total budget"), money(programme.total_budget)),
+                (_("allocated to pools"), money(caps)),
+                (_("committed"), money(programme.committed)),
+                (_("disbursed"), money(disbursed)),
+                (_("available"), money(programme.total_budget - programme.committed)),
+            ],
+            utilisation_bar(programme.committed, programme.total_budget),
+        )
+
+
+# --- Pools and allotments -----------------------------------------------------------------------------------
+
+
+class _Trial(Exception):
+    """Raised to roll back a trial run of the services."""
+
+
+def apply_budget(pool: FundingPool, actor: Any, cap: Decimal, allotments: list[tuple[int, Decimal]]) -> None:
+    """Set a pool's cap and allotments through the services, in an order that lets a consistent change pass: when
+    the cap shrinks, allotments shrink first; when it grows, it grows first."""
+    current = {a.fiscal_year: a.amount for a in pool.allotments.all()}
+    changed = sorted(
+        ((y, a) for y, a in allotments if current.get(y) != a),
+        key=lambda ya: ya[1] - current.get(ya[0], ZERO),
+    )
+    stored_cap = FundingPool.objects.values_list("cap", flat=True).get(pk=pool.pk)
+    shrinking = cap < stored_cap
+    if cap > stored_cap:
+        set_pool_cap(pool=pool, actor=actor, cap=cap)
+    for year, amount in changed:
+        set_allotment(pool=pool, actor=actor, fiscal_year=year, amount=amount)
+    if shrinking:
+        set_pool_cap(pool=pool, actor=actor, cap=cap)
+
+
+def try_budget(
+    pool: FundingPool, actor: Any, cap: Decimal, allotments: list[tuple[int, Decimal]]
+) -> DomainError | None:
+    """What the services would say to `apply_budget`, without changing anything."""
+    try:
+        with transaction.atomic():
+            apply_budget(pool, actor, cap, allotments)
+            raise _Trial
+    except _Trial:
+        return None
+    except DomainError as exc:
+        return exc
+
+
+class PoolForm(forms.ModelForm):
+    request: HttpRequest
+
+    class Meta:
+        model = FundingPool
+        exclude: tuple[str, ...] = ()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        cap = data.get("cap")
+        if cap is None:
+            return data
+        if self.instance.pk is None:
+            programme = data.get("programme")
+            if programme is not None:
+                Programme.objects.select_for_update().filter(pk=programme.pk).first()
+                problem = caps_problem(programme, cap)
+                if problem:
+                    self.add_error("cap", problem)
+        elif cap != FundingPool.objects.values_list("cap", flat=True).get(pk=self.instance.pk):
+            error = try_budget(self.instance, self.request.user, cap, [])
+            allotted = self.instance.allotments.aggregate(s=Sum("amount", default=ZERO))["s"]
+            # A cap below today's allotments passes if the same save lowers them: the inline's trial decides.
+            with_allotments = "allotments-TOTAL_FORMS" in self.data
+            if error is not None and not (with_allotments and cap < allotted):
+                self.add_error("cap", error.message)
+        return data
+
+
+class AllotmentFormSet(forms.BaseInlineFormSet):
+    request: HttpRequest
+
+    def rows(self) -> list[tuple[int, Decimal]]:
+        return [
+            (f.cleaned_data["fiscal_year"], f.cleaned_data["amount"])
+            for f in self.forms
+            if f.cleaned_data and "fiscal_year" in f.cleaned_data and "amount" in f.cleaned_data
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        for form in self.forms:
+            if form.instance.pk and form.has_changed() and "fiscal_year" in form.changed_data:
+                form.add_error(
+                    "fiscal_year", _("An allotment's year cannot change; add one for the new year.")
+                )
+        rows = self.rows()
+        years = [y for y, _a in rows]
+        if len(years) != len(set(years)):
+            raise forms.ValidationError(_("One allotment per fiscal year."))
+        pool = self.instance
+        if pool.pk is None:
+            total = sum((a for _y, a in rows), ZERO)
+            if pool.cap is not None and total > pool.cap:
+                raise forms.ValidationError(
+                    _("The allotments would sum to %(sum)s, more than the pool cap %(cap)s.")
+                    % {"sum": money(total), "cap": money(pool.cap)}
+                )
+            return
+        error = try_budget(pool, self.request.user, pool.cap, rows)
+        if error is not None:
+            raise forms.ValidationError(error.message)
+
+
+class AllotmentInline(admin.TabularInline):
+    model = FiscalYearAllotment
+    formset = AllotmentFormSet
+    fields = ("fiscal_year", "amount", "committed_", "disbursed_", "bar")
+    readonly_fields = ("committed_", "disbursed_", "bar")
+    extra = 1
+    can_delete = False  # an allotment is part of the budget record; set it to what is committed instead
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.request = request  # type: ignore[attr-defined]
+        return formset
+
+    @admin.display(description=gettext_lazy("committed"))
+    def committed_(self, allotment: FiscalYearAllotment) -> str:
+        return money(allotment.committed) if allotment.pk else ""
+
+    @admin.display(description=gettext_lazy("disbursed"))
+    def disbursed_(self, allotment: FiscalYearAllotment) -> str:
+        return money(allotment.disbursed) if allotment.pk else ""
+
+    @admin.display(description=gettext_lazy("utilisation"))
+    def bar(self, allotment: FiscalYearAllotment) -> SafeString | str:
+        return utilisation_bar(allotment.committed, allotment.amount) if allotment.pk else ""
+
+
+def pipeline_of(pool: FundingPool) -> Decimal:
+    return Application.objects.filter(
+        pool=pool, status__in=[Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW]
+    ).aggregate(s=Sum("requested_amount", default=ZERO))["s"]
+
+
+@admin.register(FundingPool)
+class FundingPoolAdmin(ScopedAdmin):
+    form = PoolForm
+    city_path = "programme__city"
+    inlines = (AllotmentInline,)
+    list_display = (
+        "code",
+        "programme",
+        "name_",
+        "category",
+        "cap_",
+        "committed_",
+        "disbursed_",
+        "available_",
+        "bar",
+        "accepting_applications",
+    )
+    list_filter = (("programme__city", RelatedOnly), ("programme", RelatedOnly), "category")
+    search_fields = ("code", "name_en", "name_zh", "programme__code")
+    list_select_related = ("programme__city",)
+    readonly_fields = ("budget",)
+    export_fields = (
+        (gettext_lazy("city"), "programme__city__code"),
+        (gettext_lazy("programme"), "programme__code"),
+        (gettext_lazy("code"), "code"),
+        (gettext_lazy("name (English)"), "name_en"),
+        (gettext_lazy("category"), "category"),
+        (gettext_lazy("cap"), "cap"),
+        (gettext_lazy("committed"), "committed"),
+        (gettext_lazy("disbursed"), "disbursed"),
+    )
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request = request  # type: ignore[attr-defined]
+        return form
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        rules = (
+            "max_rate",
+            "rate_by_type",
+            "max_per_award",
+            "max_per_institution_year",
+            ("min_duration_years", "max_duration_years"),
+            "eligible_types",
+            "registration_required",
+            "min_reviews",
+            "alert_thresholds",
+        )
+        main = (None, {"fields": ("programme", "code", "name_en", "name_zh", "category", "cap")})
+        window = (_("Applications"), {"fields": ("opens_at", "closes_at", "accepting_applications")})
+        sets = [main, (_("Subsidy rules"), {"fields": rules}), window]
+        return [(_("Budget"), {"fields": ("budget",)}), *sets] if obj else sets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("budget", "programme", "code") if obj else ()
+
+    def save_model(self, request: HttpRequest, obj: FundingPool, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            audit.record(
+                actor=request.user,
+                action="pool.create",
+                obj=obj,
+                city_id=obj.programme.city_id,
+                after={"cap": str(obj.cap), "code": obj.code},
+            )
+            return
+        # The cap goes through set_pool_cap in save_related, together with the allotments.
+        stored = FundingPool.objects.get(pk=obj.pk)
+        fields = [f for f in form.changed_data if f != "cap"]
+        new_cap, obj.cap = obj.cap, stored.cap
+        if fields:
+            obj.save(update_fields=fields)
+            audit.record(
+                actor=request.user,
+                action="pool.change",
+                obj=obj,
+                city_id=obj.programme.city_id,
+                after={"fields": fields},
+            )
+        obj.cap = new_cap
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pool = form.instance
+        rows: list[tuple[int, Decimal]] = []
+        for formset in formsets:
+            if isinstance(formset, AllotmentFormSet):
+                rows = [(y, a) for y, a in formset.rows()]
+        if change:
+            apply_budget(pool, request.user, pool.cap, rows)
+        else:
+            for year, amount in rows:
+                set_allotment(pool=pool, actor=request.user, fiscal_year=year, amount=amount)  # type: ignore[arg-type]
+        pool.refresh_from_db()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("name"))
+    def name_(self, pool: FundingPool) -> str:
+        return pool.name
+
+    @admin.display(description=gettext_lazy("cap"), ordering="cap")
+    def cap_(self, pool: FundingPool) -> str:
+        return money(pool.cap)
+
+    @admin.display(description=gettext_lazy("committed"), ordering="committed")
+    def committed_(self, pool: FundingPool) -> str:
+        return money(pool.committed)
+
+    @admin.display(description=gettext_lazy("disbursed"), ordering="disbursed")
+    def disbursed_(self, pool: FundingPool) -> str:
+        return money(pool.disbursed)
+
+    @admin.display(description=gettext_lazy("available"))
+    def available_(self, pool: FundingPool) -> str:
+        return money(pool.available)
+
+    @admin.display(description=gettext_lazy("utilisation"))
+    def bar(self, pool: FundingPool) -> SafeString:
+        return utilisation_bar(pool.committed, pool.cap)
+
+    @admin.display(description=gettext_lazy("budget"))
+    def budget(self, pool: FundingPool) -> SafeString:
+        return figures_table(
+            [
+                (_("cap"), money(pool.cap)),
+                (_("committed"), money(pool.committed)),
+                (_("disbursed"), money(pool.disbursed)),
+                (_("available"), money(pool.available)),
+                (_("pipeline (under review)"), money(pipeline_of(pool))),
+            ],
+            utilisation_bar(pool.committed, pool.cap),
+        )
+
+
+@admin.register(FiscalYearAllotment)
+class AllotmentAdmin(ScopedAdmin):
+    city_path = "pool__programme__city"
+    list_display = ("pool", "fiscal_year", "amount_", "committed_", "disbursed_", "bar")
+    list_filter = (("pool__programme__city", RelatedOnly), ("pool", RelatedOnly), "fiscal_year")
+    list_select_related = ("pool__programme__city",)
+    search_fields = ("pool__code", "pool__programme__code")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # allotments are set on their pool's page, through set_allotment
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("amount"), ordering="amount")
+    def amount_(self, allotment: FiscalYearAllotment) -> str:
+        return money(allotment.amount)
+
+    @admin.display(description=gettext_lazy("committed"))
+    def committed_(self, allotment: FiscalYearAllotment) -> str:
+        return money(allotment.committed)
+
+    @admin.display(description=gettext_lazy("disbursed"))
+    def disbursed_(self, allotment: FiscalYearAllotment) -> str:
+        return money(allotment.disbursed)
+
+    @admin.display(description=gettext_lazy("utilisation"))
+    def bar(self, allotment: FiscalYearAllotment) -> SafeString:
+        return utilisation_bar(allotment.committed, allotment.amount)

@@ -1,0 +1,49 @@
+"""The admin site of the budget administration (§7).
+
+City staff log in by role (the groups of grants.roles), not by the `is_staff` flag, and the budget dashboard lives at
+/admin/dashboard/. Installed as the default admin site by grants.admin_apps.GrantsAdminConfig in INSTALLED_APPS, so
+`admin.site` is this site everywhere.
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from django.urls import URLPattern, URLResolver, path
+from django.utils.translation import gettext_lazy as _
+
+
+def may_use_admin(user: Any) -> bool:
+    from grants.roles import roles_of
+
+    return bool(user.is_active and (user.is_staff or roles_of(user)))
+
+
+class RoleAuthenticationForm(AdminAuthenticationForm):
+    def confirm_login_allowed(self, user: Any) -> None:
+        if not may_use_admin(user):
+            raise ValidationError(
+                self.error_messages["invalid_login"],
+                code="invalid_login",
+                params={"username": self.username_field.verbose_name},
+            )
+
+
+class GrantsAdminSite(admin.AdminSite):
+    site_header = _("Subsidy budget administration")
+    site_title = _("Subsidy budgets")
+    index_title = _("Budget administration")
+    login_form = RoleAuthenticationForm
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return may_use_admin(request.user)
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        from grants.admin.dashboard import dashboard_view
+
+        return [
+            path("dashboard/", self.admin_view(dashboard_view), name="dashboard"),
+            *super().get_urls(),
+        ]
