@@ -20,7 +20,8 @@ def forwards(apps, schema_editor):
                         USING ERRCODE = 'integrity_constraint_violation';
                 END;
                 $$ LANGUAGE plpgsql;
-                """
+                """,
+                params=None,  # no client-side interpolation: the % are plpgsql's placeholders
             )
             schema_editor.execute(
                 f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
