@@ -27,6 +27,14 @@ from tests import factories as f
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The personas are created with passwords; the production hasher is deliberately slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Without autorefresh, WhiteNoise walks the whole static root each time a client builds its middleware.
+    settings.WHITENOISE_AUTOREFRESH = True
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles():
     """Throttle counters live in the cache: each test starts with none."""
     cache.clear()
@@ -48,8 +56,16 @@ def admin(db):
 
 @pytest.fixture
 def api():
-    """api(user) is a client authenticated as that user; api(None) is anonymous."""
-    return client_for
+    """api(user) is a client authenticated as that user; api(None) is anonymous. One client per user per test."""
+    clients: dict[int | None, APIClient] = {}
+
+    def get(user: User | None) -> APIClient:
+        key = user.pk if user is not None else None
+        if key not in clients:
+            clients[key] = client_for(user)
+        return clients[key]
+
+    return get
 
 
 @dataclass

@@ -1,0 +1,157 @@
+"""Every role against every endpoint and method: the exact set of roles allowed.
+
+A role is "allowed" when the request gets past authentication, scope and role checks: anything but 401, 403, 404
+and 405 (a 400 or 409 from the domain still means the role may do it). Lists and reports are scoped, not refused,
+so for them "allowed" means the Shanghai object is in what the role gets back. Each request runs in a savepoint
+that is rolled back, so every role meets the same world.
+"""
+
+from typing import Any
+
+from django.db import transaction
+
+from grants.api.authentication import create_token
+from grants.models import AuditEvent, LedgerEntry, Review
+
+ROLES = ("alice", "bob", "carol", "dave", "erin", "rita", "admin", "anonymous")
+AUTHENTICATED = {"alice", "bob", "carol", "dave", "erin", "rita", "admin"}
+SH_STAFF = {"alice", "dave", "erin", "admin"}
+OFFICER = {"alice", "admin"}
+FINANCE = {"dave", "admin"}
+MEMBER = {"carol", "admin"}
+DENIED = {401, 403, 404, 405}
+
+
+def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] | None, set[str]]]:
+    app, award, tranche, gated = w.application.pk, w.award.pk, w.planned.pk, w.gated.pk
+    lists = [
+        ("cities", w.sh_pool.programme.city_id, AUTHENTICATED),
+        ("programmes", w.sh_pool.programme_id, AUTHENTICATED),
+        ("pools", w.sh_pool.pk, AUTHENTICATED),
+        ("institutions", w.institution.pk, SH_STAFF | {"carol"}),
+        ("applications", app, SH_STAFF | {"carol", "rita"}),
+        ("reviews", ids["review"], SH_STAFF | {"rita"}),
+        ("awards", award, SH_STAFF | {"carol"}),
+        ("tranches", w.paid.pk, SH_STAFF | {"carol"}),
+        ("milestone-reports", w.report.pk, SH_STAFF | {"carol"}),
+        ("recoveries", w.recovery.pk, SH_STAFF | {"carol"}),
+        ("ledger", ids["ledger"], SH_STAFF),
+        ("alerts", w.alert.pk, SH_STAFF),
+        ("audit-events", ids["audit"], SH_STAFF),
+        ("tokens", ids["token"], MEMBER),
+    ]
+    cases: list[tuple[str, str, dict[str, Any] | None, set[str]]] = []
+    for resource, pk, allowed in lists:
+        cases.append(("list", f"/api/v1/{resource}/?page_size=1000", {"id": pk}, allowed))
+        cases.append(("get", f"/api/v1/{resource}/{pk}/", None, allowed))
+    note = {"note": "n", "reason": "r"}
+    cases += [
+        (
+            "post",
+            "/api/v1/institutions/",
+            {"name_en": "X", "credit_code": "bad", "type": "sme", "city": "SH"},
+            AUTHENTICATED,
+        ),
+        ("post", "/api/v1/applications/", _draft(w), MEMBER),
+        ("patch", f"/api/v1/applications/{app}/", {"title": "New title"}, MEMBER),
+        ("post", f"/api/v1/applications/{app}/submit/", {}, MEMBER),
+        ("post", f"/api/v1/applications/{app}/withdraw/", {}, MEMBER),
+        ("post", f"/api/v1/applications/{app}/assign-reviewers/", {"reviewers": [ids["rita"]]}, OFFICER),
+        (
+            "post",
+            f"/api/v1/applications/{app}/review/",
+            {"technical_merit": 3, "feasibility": 3, "impact": 3, "recommendation": "fund"},
+            {"rita"},
+        ),
+        ("post", f"/api/v1/applications/{app}/approve/", {}, OFFICER),
+        ("post", f"/api/v1/applications/{app}/reject/", note, OFFICER),
+        ("post", f"/api/v1/applications/{app}/return/", note, OFFICER),
+        ("post", f"/api/v1/awards/{award}/suspend/", note, OFFICER),
+        ("post", f"/api/v1/awards/{award}/resume/", {}, OFFICER),
+        ("post", f"/api/v1/awards/{award}/terminate/", note, OFFICER),
+        ("post", f"/api/v1/awards/{award}/amend/", {"amount": "2900000", "reason": "r"}, OFFICER),
+        ("post", f"/api/v1/tranches/{tranche}/release/", {}, FINANCE),
+        ("post", f"/api/v1/tranches/{tranche}/pay/", {"payment_reference": "M-1"}, FINANCE),
+        ("post", f"/api/v1/tranches/{tranche}/withhold/", note, FINANCE),
+        ("post", f"/api/v1/tranches/{tranche}/unwithhold/", {}, FINANCE),
+        ("post", f"/api/v1/tranches/{tranche}/cancel/", note, FINANCE),
+        ("post", "/api/v1/milestone-reports/", {"tranche": gated, "summary": "Done"}, MEMBER),
+        ("post", f"/api/v1/milestone-reports/{w.report.pk}/accept/", {}, OFFICER),
+        ("post", f"/api/v1/milestone-reports/{w.report.pk}/reject/", note, OFFICER),
+        (
+            "post",
+            "/api/v1/recoveries/",
+            {"award": award, "amount": "10", "due_date": "2030-01-01", "reason": "r"},
+            FINANCE,
+        ),
+        ("post", f"/api/v1/recoveries/{w.recovery.pk}/receipt/", {"amount": "10"}, FINANCE),
+        ("post", f"/api/v1/alerts/{w.alert.pk}/acknowledge/", {}, {"alice", "dave", "admin"}),
+        ("post", "/api/v1/tokens/", {"name": "erp"}, AUTHENTICATED),
+        ("post", f"/api/v1/tokens/{ids['token']}/revoke/", {}, MEMBER),
+        ("delete", f"/api/v1/applications/{app}/", None, set()),
+        ("put", f"/api/v1/awards/{award}/", {}, set()),
+        ("get", "/api/v1/reports/disbursements/?group_by=city", None, AUTHENTICATED),
+        ("get", "/api/v1/reports/budget/", None, AUTHENTICATED),
+        ("get", "/api/v1/reports/tranches/?format=csv", None, AUTHENTICATED),
+        ("get", "/api/v1/reports/360giving/", None, SH_STAFF | {"carol", "bob"}),
+        ("get", "/api/schema/", None, AUTHENTICATED | {"anonymous"}),
+        ("get", "/api/docs/", None, AUTHENTICATED | {"anonymous"}),
+    ]
+    return cases
+
+
+def _draft(w: Any) -> dict[str, Any]:
+    return {
+        "institution": w.institution.pk,
+        "pool": w.sh_pool.pk,
+        "title": "Another project",
+        "eligible_cost": "1000000",
+        "requested_amount": "100000",
+        "proposed_start": "2026-01-01",
+    }
+
+
+def _allowed(client: Any, kind: str, url: str, body: Any) -> tuple[bool, int]:
+    if kind == "list":
+        response = client.get(url)
+        if response.status_code != 200:
+            return False, response.status_code
+        return body["id"] in {row["id"] for row in response.json()["results"]}, 200
+    response = (
+        getattr(client, kind)(url, body, format="json") if body is not None else getattr(client, kind)(url)
+    )
+    return response.status_code not in DENIED, response.status_code
+
+
+def test_every_role_against_every_endpoint(request, api, world, admin, carol):
+    users = {name: request.getfixturevalue(name) for name in ROLES if name not in {"anonymous", "admin"}}
+    users["admin"] = admin
+    users["anonymous"] = None
+    token, _key = create_token(user=carol, actor=carol, name="erp")
+    ids = {
+        "review": Review.objects.get(application=world.application).pk,
+        "ledger": LedgerEntry.objects.filter(pool=world.sh_pool).first().pk,
+        "audit": AuditEvent.objects.filter(city_id=world.sh_pool.programme.city_id).first().pk,
+        "token": token.pk,
+        "rita": users["rita"].pk,
+    }
+    mismatches = []
+    cases = _cases(world, ids)
+    for kind, url, body, expected in cases:
+        got = set()
+        statuses = {}
+        for role in ROLES:
+            with transaction.atomic():
+                ok, status = _allowed(api(users[role]), kind, url, body)
+                transaction.set_rollback(True)
+            statuses[role] = status
+            if ok:
+                got.add(role)
+            if role == "anonymous" and url.startswith("/api/v1/"):
+                assert status == 401, (kind, url, status)
+        if got != expected:
+            mismatches.append(
+                f"{kind.upper()} {url}: allowed {sorted(got)}, expected {sorted(expected)} {statuses}"
+            )
+    assert not mismatches, "\n".join(mismatches)
+    assert len(cases) >= 60
