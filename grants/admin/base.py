@@ -294,7 +294,7 @@ class ScopedAdmin(admin.ModelAdmin):
 
     def csv_columns(self) -> list[tuple[str, str]]:
         if self.export_fields:
-            return [(str(label), lookup) for label, lookup in self.export_fields]
+            return [(str(capfirst(label)), lookup) for label, lookup in self.export_fields]
         return [
             (str(capfirst(f.verbose_name)), f.attname)
             for f in self.opts.concrete_fields

@@ -441,6 +441,8 @@ class FundingPoolAdmin(ScopedAdmin):
         for formset in formsets:
             if isinstance(formset, AllotmentFormSet):
                 rows = [(y, a) for y, a in formset.rows()]
+            # The admin's change message reads these; the services, not formset.save(), write the rows.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if change:
             apply_budget(pool, request.user, pool.cap, rows)
         else:
