@@ -357,7 +357,7 @@ def exercise(base: str, password: str, env: dict[str, str], processes: Processes
         "summary": "Training on rented computing power.",
         "eligible_cost": "1000000.00",
         "requested_amount": "300000.00",
-        "duration_years": 1,
+        "duration_years": 2,
         "proposed_start": today,
     }
     draft = applicant.expect(applicant.post("/api/v1/applications/", draft_body, key=draft_key), 201, "draft")
@@ -464,7 +464,7 @@ def exercise(base: str, password: str, env: dict[str, str], processes: Processes
     check(snapshot["committed"] == money(after["committed"]), f"snapshot committed {snapshot}")
     check(snapshot["ledger_disbursed"] == snapshot["disbursed"], f"ledger and counters agree {snapshot}")
     done.append(
-        "the worker's tracking job wrote a usage snapshot with the new figures (queued after the payment's commit)"
+        "the tracking job (queued after the payment commits, and by beat) wrote a usage snapshot with the new figures"
     )
 
     ready = anonymous.expect(anonymous.get("/readyz", proxied=False), 200, "/readyz at the end")
@@ -502,7 +502,17 @@ def check_logs() -> str:
     check(any(str(r.get("path", "")).startswith("/api/v1/") for r in access), "access log records of the API")
     worker = json_logs("worker")
     check(any("succeeded" in r.get("message", "") for r in worker), "the worker logged finished jobs as JSON")
-    return f"structured logs: {len(web)} JSON records from web ({len(access)} access), {len(worker)} from the worker"
+    beat = json_logs("beat")
+    sent = [r for r in beat if "Sending due task track-pools" in r.get("message", "")]
+    check(bool(sent), "beat queued the tracking sweep")
+    swept = [
+        r for r in worker if "grants.sweep_tracking" in r.get("message", "") and "succeeded" in r["message"]
+    ]
+    check(bool(swept), "the worker ran the sweep beat queued")
+    return (
+        f"structured logs: {len(web)} JSON records from web ({len(access)} access), {len(worker)} from the worker; "
+        f"beat queued the tracking sweep {len(sent)} times and the worker ran it {len(swept)} times"
+    )
 
 
 def main() -> int:
@@ -567,8 +577,13 @@ def main() -> int:
             "CELERY_WORKER_CONCURRENCY": "2",
             "LOG_FORMAT": "json",
             "JOBS_TRACKING_COALESCE_SECONDS": "1",
+            # Beat's sweeps come round within the run, so the run sees beat queue work and the worker do it.
+            "JOBS_SWEEP_TRACKING_SECONDS": "5",
         }
     )
+    # As in the image: the folders of the volumes exist before the processes start.
+    for folder in ("media", "celery"):
+        (scratch / folder).mkdir()
     empty_redis(broker)
     empty_redis(cache)
     processes = Processes(env)
