@@ -212,16 +212,17 @@ def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
         total = qs.aggregate(**aggregates)
         rows: Iterator[tuple[Any, ...]] = iter([tuple(total[c] for c in measure_columns)])
         return Report("disbursements", columns, rows, meta={"group_by": group_by})
-    annotations = {name: expr for dim in group_by for name, expr in _DIMENSION_COLUMNS[dim]}
+    # Grouping columns are annotated under a prefix: some output names (status, fiscal_year) are model fields.
+    annotations = {f"g_{name}": expr for dim in group_by for name, expr in _DIMENSION_COLUMNS[dim]}
     grouped = qs.annotate(**annotations).values(*annotations).annotate(**aggregates).order_by(*annotations)
 
     def rows_of() -> Iterator[tuple[Any, ...]]:
         for row in grouped:
-            if "quarter" in row:
-                row["quarter"] = f"{row['quarter_year']}-Q{row['quarter']}"
-            if "month" in row and row["month"] is not None:
-                row["month"] = f"{row['month']:%Y-%m}"
-            yield tuple(row[c] for c in columns)
+            if "g_quarter" in row:
+                row["g_quarter"] = f"{row['g_quarter_year']}-Q{row['g_quarter']}"
+            if "g_month" in row and row["g_month"] is not None:
+                row["g_month"] = f"{row['g_month']:%Y-%m}"
+            yield tuple(row[c] if c in aggregates else row[f"g_{c}"] for c in columns)
 
     return Report("disbursements", columns, rows_of(), meta={"group_by": group_by})
 
