@@ -8,7 +8,6 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-
 pytestmark = pytest.mark.django_db
 GOOD_PASSWORD = "violet tangerine 42 kites"
 
@@ -43,7 +42,12 @@ def test_sign_up_page_has_labelled_fields():
 
 @pytest.mark.parametrize(
     ("password", "why"),
-    [("short1", "too short"), ("1234567890123", "only digits"), ("password123", "common"), ("newfirm123", "like the username")],
+    [
+        ("short1", "too short"),
+        ("1234567890123", "only digits"),
+        ("password123", "common"),
+        ("newfirm123", "like the username"),
+    ],
 )
 def test_sign_up_refuses_weak_passwords(password, why):
     response = signup(Client(), password1=password, password2=password)
@@ -76,11 +80,15 @@ def test_sign_up_with_an_email_already_in_use_is_not_refused(carol):
 
 def test_log_in_and_out(carol):
     client = Client()
-    response = client.post(reverse("portal:login"), {"username": "carol", "password": "correct horse battery"})
+    response = client.post(
+        reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}
+    )
     assert response.status_code == 302
     assert response.url == reverse("portal:home")
     assert client.get(reverse("portal:home")).context["user"] == carol
-    assert client.get(reverse("portal:logout")).status_code == 405  # logging out needs a POST (CSRF-protected)
+    assert (
+        client.get(reverse("portal:logout")).status_code == 405
+    )  # logging out needs a POST (CSRF-protected)
     assert client.post(reverse("portal:logout")).status_code in (200, 302)
     assert not client.get(reverse("portal:home")).context["user"].is_authenticated
 
@@ -98,7 +106,9 @@ def test_log_in_is_locked_after_repeated_failures_even_with_the_right_password(c
     client = Client()
     for _ in range(3):
         client.post(reverse("portal:login"), {"username": "carol", "password": "guess guess guess"})
-    response = client.post(reverse("portal:login"), {"username": "carol", "password": "correct horse battery"})
+    response = client.post(
+        reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}
+    )
     assert response.status_code == 200
     assert "Too many failed attempts" in response.content.decode()
     assert not client.get(reverse("portal:home")).context["user"].is_authenticated
@@ -110,7 +120,9 @@ def test_lock_out_is_per_username_and_address(carol, settings):
         Client().post(reverse("portal:login"), {"username": "carol", "password": "x"}, REMOTE_ADDR="10.0.0.9")
     from_elsewhere = Client()
     response = from_elsewhere.post(
-        reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}, REMOTE_ADDR="10.0.0.1"
+        reverse("portal:login"),
+        {"username": "carol", "password": "correct horse battery"},
+        REMOTE_ADDR="10.0.0.1",
     )
     assert response.status_code == 302
 
@@ -136,7 +148,9 @@ def test_a_successful_log_in_clears_the_failure_count(carol, settings):
     client.post(reverse("portal:logout"))
     for _ in range(2):
         client.post(reverse("portal:login"), {"username": "carol", "password": "x"})
-    response = client.post(reverse("portal:login"), {"username": "carol", "password": "correct horse battery"})
+    response = client.post(
+        reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}
+    )
     assert response.status_code == 302
 
 

@@ -4,6 +4,8 @@ from decimal import Decimal
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.urls import translate_url
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 
@@ -23,7 +25,8 @@ def money(amount: Decimal | None) -> str:
 def percent(rate: Decimal | None) -> str:
     if rate is None:
         return "—"
-    return f"{Decimal(rate) * 100:g}%"
+    # normalize() drops the trailing zeros of numeric(5,4): 0.3000 reads 30%, 0.125 reads 12.5%.
+    return f"{(Decimal(rate) * 100).normalize():f}%"
 
 
 @register.simple_tag
@@ -54,3 +57,14 @@ def widget(field: Any) -> SafeString:
     if field.errors:
         attrs["aria-invalid"] = "true"
     return field.as_widget(attrs=attrs)  # already escaped and marked safe by Django
+
+
+@register.simple_tag(takes_context=True)
+def unprefixed_path(context: Any) -> str:
+    """The current page's path in the default language, for the language switch's `next`.
+
+    set_language runs at /i18n/setlang/, outside i18n_patterns, where Django activates the default language (the
+    default has no prefix); there it cannot resolve a /zh-hans/... path, and would send the reader back to the
+    Chinese page. The unprefixed path resolves, and set_language translates it to the chosen language."""
+    request = context["request"]
+    return translate_url(request.get_full_path(), settings.LANGUAGE_CODE)

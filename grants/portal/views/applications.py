@@ -63,7 +63,7 @@ def application_create(request: HttpRequest, pool_pk: int) -> HttpResponse:
     if not institutions:
         messages.info(request, _("Register your institution first; then you can apply."))
         return redirect("portal:institution_create")
-    form = ApplicationForm(request.POST or None, institutions=institutions)
+    form = ApplicationForm(request.POST if request.method == "POST" else None, institutions=institutions)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -155,7 +155,7 @@ def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, _("Only a draft or an application returned for changes can be edited."))
         return redirect("portal:application", pk=pk)
     initial = {name: getattr(application, name) for name in services.applications.EDITABLE_FIELDS}
-    form = ApplicationForm(request.POST or None, initial=initial)
+    form = ApplicationForm(request.POST if request.method == "POST" else None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             services.update_application(
