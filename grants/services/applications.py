@@ -35,7 +35,7 @@ def _city_id(application: Application) -> int:
 
 def _lock(application: Application) -> Application:
     return (
-        Application.objects.select_for_update()
+        Application.objects.select_for_update(of=("self",))
         .select_related("pool__programme__city", "institution")
         .get(pk=application.pk)
     )
@@ -425,7 +425,7 @@ def submit_review(
         raise InvalidInput(_("Some fields are not valid."), fields=problems)
     with transaction.atomic():
         review = (
-            Review.objects.select_for_update()
+            Review.objects.select_for_update(of=("self",))
             .select_related("application__pool__programme")
             .get(pk=review.pk)
         )

@@ -216,7 +216,9 @@ def approve_application(
     with transaction.atomic():
         locked = lock_pool(pool.pk)
         application = (
-            Application.objects.select_for_update().select_related("institution").get(pk=application.pk)
+            Application.objects.select_for_update(of=("self",))
+            .select_related("institution")
+            .get(pk=application.pk)
         )
         city_id = locked.pool.programme.city_id
         # The role check comes before a replay: a replay must not hand another city's award to the caller.
@@ -324,7 +326,7 @@ def amend_award(
 
     with transaction.atomic():
         locked = lock_pool(pool.pk)
-        award = Award.objects.select_for_update().select_related("application").get(pk=award.pk)
+        award = Award.objects.select_for_update(of=("self",)).select_related("application").get(pk=award.pk)
         key_base = (
             f"amend:{idempotency_key}"
             if idempotency_key

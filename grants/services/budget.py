@@ -3,6 +3,10 @@
 Lock order, everywhere money moves (so two transactions never wait on each other in a cycle):
 programme → pool → fiscal-year allotments (by year) → application → award → tranche → recovery.
 Every counter has a CHECK constraint behind it, so even a bug here cannot push a pool past its cap.
+
+Every row lock is `FOR UPDATE OF` the row's own table (`of=("self",)` when the query joins): on PostgreSQL a plain
+FOR UPDATE over a join also locks the joined rows (the programme, the city), in the join's order rather than this
+one, and two transactions taking the same rows in different orders deadlock.
 """
 
 from collections import defaultdict
@@ -44,7 +48,9 @@ def lock_pool(pool_id: int, *, programme: bool = True, years: set[int] | None = 
     if programme:
         programme_id = FundingPool.objects.values_list("programme_id", flat=True).get(pk=pool_id)
         locked_programme = Programme.objects.select_for_update().get(pk=programme_id)
-    pool = FundingPool.objects.select_for_update().select_related("programme__city").get(pk=pool_id)
+    pool = (
+        FundingPool.objects.select_for_update(of=("self",)).select_related("programme__city").get(pk=pool_id)
+    )
     if locked_programme is not None:
         pool.programme = locked_programme
     allotment_qs = (

@@ -32,7 +32,7 @@ def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, T
         pk=tranche_id
     )
     locked = lock_pool(pool_id, programme=programme, years={year})
-    award = Award.objects.select_for_update().select_related("institution").get(pk=award_id)
+    award = Award.objects.select_for_update(of=("self",)).select_related("institution").get(pk=award_id)
     tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
     return locked, award, tranche
 
@@ -82,7 +82,11 @@ def release_tranche(*, tranche: Tranche, actor: User | None, today: date | None 
     """planned → payable, when the tranche is due. `actor=None` is the daily release job."""
     today = today or timezone.localdate()
     with transaction.atomic():
-        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        award = (
+            Award.objects.select_for_update(of=("self",))
+            .select_related("pool__programme")
+            .get(pk=tranche.award_id)
+        )
         tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
         city_id = award.pool.programme.city_id
         if actor is not None:
@@ -110,7 +114,9 @@ def release_due_tranches(*, today: date | None = None) -> list[int]:
     for tranche in candidates.distinct().only("pk", "award_id"):
         with transaction.atomic():
             award = (
-                Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+                Award.objects.select_for_update(of=("self",))
+                .select_related("pool__programme")
+                .get(pk=tranche.award_id)
             )
             current = Tranche.objects.select_for_update().get(pk=tranche.pk)
             if current.status != T.PLANNED or not is_due(current, award, today):
@@ -196,7 +202,11 @@ def withhold_tranche(*, tranche: Tranche, actor: User, reason: str) -> Tranche:
     if not reason.strip():
         raise InvalidInput(_("Say why the tranche is withheld."), fields={"reason": [_("Required.")]})
     with transaction.atomic():
-        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        award = (
+            Award.objects.select_for_update(of=("self",))
+            .select_related("pool__programme")
+            .get(pk=tranche.award_id)
+        )
         tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
         city_id = award.pool.programme.city_id
         require(actor, Role.FINANCE_OFFICER, city_id)
@@ -208,7 +218,11 @@ def unwithhold_tranche(*, tranche: Tranche, actor: User, today: date | None = No
     """withheld → payable if due now, else planned."""
     today = today or timezone.localdate()
     with transaction.atomic():
-        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=tranche.award_id)
+        award = (
+            Award.objects.select_for_update(of=("self",))
+            .select_related("pool__programme")
+            .get(pk=tranche.award_id)
+        )
         tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
         city_id = award.pool.programme.city_id
         require(actor, Role.FINANCE_OFFICER, city_id)
@@ -265,7 +279,9 @@ def cancel_tranche(
 
 def _award_transition(*, award: Award, actor: User, target: str, action: str, reason: str) -> Award:
     with transaction.atomic():
-        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=award.pk)
+        award = (
+            Award.objects.select_for_update(of=("self",)).select_related("pool__programme").get(pk=award.pk)
+        )
         city_id = award.pool.programme.city_id
         require(actor, Role.PROGRAMME_OFFICER, city_id)
         check_transition(award, target)
@@ -342,7 +358,9 @@ def demand_recovery(*, award: Award, actor: User, amount: Decimal, due_date: dat
     if not reason.strip():
         raise InvalidInput(_("Give a reason for the recovery."), fields={"reason": [_("Required.")]})
     with transaction.atomic():
-        award = Award.objects.select_for_update().select_related("pool__programme").get(pk=award.pk)
+        award = (
+            Award.objects.select_for_update(of=("self",)).select_related("pool__programme").get(pk=award.pk)
+        )
         city_id = award.pool.programme.city_id
         require(actor, Role.FINANCE_OFFICER, city_id)
         outstanding = award.recoveries.filter(status=Recovery.Status.OPEN).aggregate(
@@ -463,7 +481,7 @@ def submit_milestone_report(
         raise InvalidInput(_("Describe the milestone reached."), fields={"summary": [_("Required.")]})
     with transaction.atomic():
         tranche = (
-            Tranche.objects.select_for_update()
+            Tranche.objects.select_for_update(of=("self",))
             .select_related("award__institution", "award__pool__programme")
             .get(pk=tranche.pk)
         )
@@ -500,9 +518,13 @@ def decide_milestone_report(
     """Accept or reject a report. Accepting makes its tranche payable at once if it is otherwise due."""
     today = today or timezone.localdate()
     with transaction.atomic():
-        report = MilestoneReport.objects.select_for_update().select_related("tranche").get(pk=report.pk)
+        report = (
+            MilestoneReport.objects.select_for_update(of=("self",))
+            .select_related("tranche")
+            .get(pk=report.pk)
+        )
         award = (
-            Award.objects.select_for_update()
+            Award.objects.select_for_update(of=("self",))
             .select_related("pool__programme")
             .get(pk=report.tranche.award_id)
         )
