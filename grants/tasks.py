@@ -99,8 +99,8 @@ def money_moved(pool_id: int, entry_ids: list[int]) -> None:
         claimed = claim_tracking(pool_id)
         if claimed:
             track_pool.apply_async((pool_id,), countdown=settings.JOBS_TRACKING_COALESCE_SECONDS)
-    except Exception:
-        logger.warning("could not queue tracking of pool %s; the sweep will catch up", pool_id, exc_info=True)
+    except Exception as exc:
+        logger.warning("could not queue tracking of pool %s; the sweep will catch up: %s", pool_id, exc)
         if claimed:
             release_tracking(pool_id)
     try:
@@ -125,8 +125,8 @@ def _queue_deliveries(delivery_ids: list[int]) -> None:
 def queue_export(job_id: int) -> None:
     try:
         export.delay(job_id)
-    except Exception:
-        logger.warning("could not queue export %s; the sweep will", job_id, exc_info=True)
+    except Exception as exc:
+        logger.warning("could not queue export %s; the sweep will: %s", job_id, exc)
 
 
 # --- Tasks --------------------------------------------------------------------------------------------------
