@@ -104,6 +104,7 @@ def test_audit_events_name_actor_city_and_values(ready, alice, sh_pool):
     assert event.object_type == "application"
     assert event.object_id == str(ready.pk)
     assert event.before == {"status": "under_review"}
+    assert event.after is not None
     assert event.after["status"] == "approved"
     assert event.after["amount"] == "1000000.00"
 

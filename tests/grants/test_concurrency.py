@@ -9,6 +9,7 @@ to the caller), and the same idempotency key moves money once however many times
 import threading
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -143,9 +144,11 @@ def test_exactly_the_approvals_that_fit_are_approved(sh_pool, carol, alice, rita
     amounts = [str(300000 + 17000 * i) for i in range(APPROVERS)]  # 300,000 to 827,000
     apps = ready_applications(sh_pool, carol, alice, rita, amounts)
     tranches = [t for a in awards for t in a.tranches.all()]
-    jobs = [lambda app=app: services.approve_application(application=app, actor=alice) for app in apps]
+    jobs: list[Callable[[], Any]] = [
+        partial(services.approve_application, application=app, actor=alice) for app in apps
+    ]
     jobs += [
-        lambda t=t: services.pay_tranche(tranche=t, actor=dave, payment_reference=f"PAY-{t.pk}")
+        partial(services.pay_tranche, tranche=t, actor=dave, payment_reference=f"PAY-{t.pk}")
         for t in tranches
     ]
     results = in_parallel(jobs)

@@ -358,9 +358,11 @@ def test_a_recovery_demands_at_most_what_was_paid(award, dave, alice):
             award=award, actor=dave, amount=D("1000000.01"), due_date=date(2027, 1, 1), reason="Overbilled"
         )
     assert info.value.details["recoverable"] == D("1000000.00")
-    for bad in ({"amount": D("0"), "reason": "x"}, {"amount": D("5"), "reason": " "}):
+    for amount, reason in ((D("0"), "x"), (D("5"), " ")):
         with refused(InvalidInput):
-            services.demand_recovery(award=award, actor=dave, due_date=date(2027, 1, 1), **bad)
+            services.demand_recovery(
+                award=award, actor=dave, amount=amount, due_date=date(2027, 1, 1), reason=reason
+            )
     with refused(NotPermitted):
         services.demand_recovery(
             award=award, actor=alice, amount=D("5"), due_date=date(2027, 1, 1), reason="x"
