@@ -1,8 +1,10 @@
 """Shared browser fixtures: Debian's headless Chromium driven by Playwright's sync API against live_server.
 
 Use them from a test module or a conftest with `from tests.browser import browser, page, screenshot, login`,
-mark tests `@pytest.mark.browser` and `@pytest.mark.django_db(transaction=True)` (the live server runs in another
-thread and must see committed rows). Playwright is never asked to download a browser: the system one is used.
+mark tests `@pytest.mark.browser` and `@pytest.mark.django_db(transaction=True, serialized_rollback=True)`: the live
+server runs in another thread and must see committed rows, and the role groups and their permissions come from data
+migrations that a transactional test's flush would otherwise remove. Playwright is never asked to download a
+browser: the system one is used.
 """
 
 import os
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -46,9 +49,30 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+APPEND_ONLY = ("grants_ledgerentry", "grants_auditevent")
+
+
+def _append_only_deletes(allowed: bool) -> None:
+    """grants/migrations/0002 makes the database refuse DELETE on the ledger and the audit log. PostgreSQL's flush
+    (after a transactional test) uses TRUNCATE, which the triggers allow; SQLite's uses DELETE, so the DELETE
+    triggers are dropped just before the flush and put back at the start of the next test."""
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        for table in APPEND_ONLY:
+            if allowed:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END;"
+                )
+
+
 @pytest.fixture
-def page(browser: Any, live_server: Any) -> Iterator[Any]:
+def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
     """A fresh browser context (no cookies) on the live server, English by default."""
+    _append_only_deletes(allowed=False)
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale="en-GB"
     )
@@ -58,6 +82,7 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
         yield tab
     finally:
         context.close()
+        _append_only_deletes(allowed=True)  # torn down before transactional_db's flush
 
 
 def screenshot(page: Any, name: str) -> Path:
