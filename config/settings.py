@@ -337,6 +337,30 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
+# A PostgreSQL read replica for the report endpoints (config/db_router.py); unset, reports read the primary.
+REPORTS_DATABASE_URL = env_str("REPORTS_DATABASE_URL", "")
+if REPORTS_DATABASE_URL:
+    DATABASES["replica"] = {
+        **dj_database_url.parse(
+            REPORTS_DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        ),
+        # Tests read the replica through the primary's connection instead of creating a database for it.
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["config.db_router.ReportsReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("config.health.ProbeMiddleware") + 1, "config.db_router.ReportsReplicaMiddleware"
+    )
+
+# Queues per job kind: CELERY_TASK_ROUTES=grants.export=exports,grants.deliver_webhook=webhooks sends those jobs to
+# their own queues, each served by workers started with `--queues <name>` (docs/operations.md). Unset, one queue.
+CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {}
+for _route in env_list("CELERY_TASK_ROUTES"):
+    _task, _sep, _queue = _route.partition("=")
+    if not _task.strip() or not _queue.strip():
+        raise ImproperlyConfigured(f"CELERY_TASK_ROUTES entry {_route!r} is not <task name>=<queue>.")
+    CELERY_TASK_ROUTES[_task.strip()] = {"queue": _queue.strip()}
+
 # Processes per worker container; unset, one per core. Scale out with more worker containers (docs/operations.md).
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None
 # Beat keeps when each schedule last ran beside the file broker's folders (a volume in the compose file).
