@@ -4,6 +4,7 @@ it cannot hold: bad values are a 400 with the field named."""
 from typing import Any
 
 import django_filters as df
+from drf_spectacular.utils import extend_schema_field
 
 from grants.models import (
     Application,
@@ -23,12 +24,22 @@ from grants.models import (
 MAX_ID = 2**62
 
 
-def id_filter(field_name: str, **kw: Any) -> df.NumberFilter:
-    return df.NumberFilter(field_name=field_name, min_value=1, max_value=MAX_ID, **kw)
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(df.NumberFilter):
+    """An object id: a whole number the id column can hold."""
+
+
+@extend_schema_field({"type": "integer", "minimum": 1900, "maximum": 2999})
+class YearFilter(df.NumberFilter):
+    pass
+
+
+def id_filter(field_name: str) -> df.NumberFilter:
+    return IdFilter(field_name=field_name, min_value=1, max_value=MAX_ID, decimal_places=0)
 
 
 def year_filter(field_name: str) -> df.NumberFilter:
-    return df.NumberFilter(field_name=field_name, min_value=1900, max_value=2999)
+    return YearFilter(field_name=field_name, min_value=1900, max_value=2999, decimal_places=0)
 
 
 class CityCodeFilter(df.CharFilter):

@@ -1,6 +1,6 @@
 """/api/v1/: listings from a router, one path per action, the reports and the API tokens."""
 
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, path, register_converter
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
@@ -8,6 +8,22 @@ from grants.api import report_views, schema, views
 
 # Imported for its registration with drf-spectacular (the token scheme in the OpenAPI document).
 __all__ = ["schema"]
+
+
+class SignedIntConverter:
+    """Ids in action paths: any whole number, so a negative or absurd id is the API's own 404 in the error
+    shape, not the site's HTML page for an unknown URL."""
+
+    regex = "-?[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(SignedIntConverter, "id")
 
 router = SimpleRouter()
 router.register("cities", views.CityViewSet, basename="city")
@@ -55,7 +71,7 @@ ACTIONS: dict[str, dict[str, type[APIView]]] = {
 }
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path(f"{resource}/<int:pk>/{action}/", view.as_view(), name=f"{resource}-{action}")
+    path(f"{resource}/<id:pk>/{action}/", view.as_view(), name=f"{resource}-{action}")
     for resource, actions in ACTIONS.items()
     for action, view in actions.items()
 ]
