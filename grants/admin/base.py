@@ -33,7 +33,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import get_language, gettext_lazy, gettext_noop
 from django.utils.translation import gettext as _
 
 from grants.errors import DomainError
@@ -41,6 +41,21 @@ from grants.money import format_money
 from grants.roles import Role, city_ids, has_role, roles_of
 
 CITY_STAFF = {Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER, Role.AUDITOR}
+
+# Strings the domain translates at run time but keeps in plain tables (grants.errors.BudgetExceeded.LEVELS,
+# grants.roles.Role labels): listed here so that makemessages puts them in the catalogue.
+RUNTIME_MESSAGES = (
+    gettext_noop("the pool cap"),
+    gettext_noop("the fiscal-year allotment"),
+    gettext_noop("the institution's per-year maximum in this pool"),
+    gettext_noop("the per-award maximum"),
+    gettext_noop("the cost-share rate times the eligible cost"),
+    gettext_noop("the programme total"),
+    gettext_noop("programme officer"),
+    gettext_noop("finance officer"),
+    gettext_noop("reviewer"),
+    gettext_noop("auditor"),
+)
 
 
 def money(amount: Decimal | None) -> str:
