@@ -130,8 +130,8 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
     token, _key = create_token(user=carol, actor=carol, name="erp")
     ids = {
         "review": Review.objects.get(application=world.application).pk,
-        "ledger": LedgerEntry.objects.filter(pool=world.sh_pool).first().pk,
-        "audit": AuditEvent.objects.filter(city_id=world.sh_pool.programme.city_id).first().pk,
+        "ledger": LedgerEntry.objects.filter(pool=world.sh_pool).earliest("id").pk,
+        "audit": AuditEvent.objects.filter(city_id=world.sh_pool.programme.city_id).earliest("id").pk,
         "token": token.pk,
         "rita": users["rita"].pk,
     }
