@@ -9,6 +9,7 @@ that serve no HTTP (beat), proving they reach what they need.
 """
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_safe
 from kombu import Connection
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("config.health")  # also when run as `python -m config.health`
 
 BROKER_TIMEOUT_SECONDS = 2
 
@@ -132,6 +133,7 @@ urlpatterns: list[URLPattern] = [
 def main() -> int:
     import django
 
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     ready, results = run_checks()
     for name, result in results.items():
