@@ -105,11 +105,9 @@ def money_moved(pool_id: int, entry_ids: list[int]) -> None:
             release_tracking(pool_id)
     try:
         fan_out_money_moved.delay(pool_id, entry_ids)
-    except Exception:
+    except Exception as exc:
         logger.warning(
-            "could not queue the money-moved webhooks of pool %s; tracking will catch up",
-            pool_id,
-            exc_info=True,
+            "could not queue the money-moved webhooks of pool %s; tracking will catch up: %s", pool_id, exc
         )
 
 

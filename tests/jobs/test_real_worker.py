@@ -258,9 +258,9 @@ def broker_on_own_redis(settings) -> Iterator[str]:
     settings.REDIS_URL = url
 
     def reset(to: str) -> None:
-        celery_app.conf.broker_url = to
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
+        # Celery caches its connection and producer pools (as it does after a fork): drop them to switch broker.
+        celery_app.conf["broker_url"] = to
+        celery_app._after_fork()  # type: ignore[attr-defined]
 
     reset(url)
     try:
