@@ -10,12 +10,13 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from cities.models import City
 from grants.models import Institution, InstitutionType
 from grants.portal import throttle
 
-MONEY = {"max_digits": 16, "decimal_places": 2, "min_value": Decimal("0.01")}
+ONE_FEN = Decimal("0.01")
 
 
 class SignUpForm(forms.Form):
@@ -145,7 +146,7 @@ class ApplicationForm(forms.Form):
     institution = forms.ModelChoiceField(label=_("Applying institution"), queryset=Institution.objects.none())
     title = forms.CharField(label=_("Project title"), max_length=300)
     summary = forms.CharField(
-        label=_("Summary"),
+        label=pgettext_lazy("application", "Summary"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text=_("What the money is for and what it will achieve."),
@@ -153,12 +154,16 @@ class ApplicationForm(forms.Form):
     eligible_cost = forms.DecimalField(
         label=_("Eligible project cost (yuan)"),
         help_text=_("The total cost the subsidy rate applies to, e.g. 10000000.00."),
-        **MONEY,
+        max_digits=16,
+        decimal_places=2,
+        min_value=ONE_FEN,
     )
     requested_amount = forms.DecimalField(
         label=_("Requested amount (yuan)"),
         help_text=_("At most the call's rate times the eligible cost, and at most its per-award maximum."),
-        **MONEY,
+        max_digits=16,
+        decimal_places=2,
+        min_value=ONE_FEN,
     )
     duration_years = forms.IntegerField(label=_("Duration (years)"), min_value=1, max_value=20, initial=1)
     proposed_start = forms.DateField(
@@ -172,7 +177,9 @@ class ApplicationForm(forms.Form):
         if institutions is None:
             del self.fields["institution"]
         else:
-            self.fields["institution"].queryset = institutions
+            field = self.fields["institution"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = institutions
             if len(institutions) == 1:
                 self.fields["institution"].initial = institutions[0]
 

@@ -66,10 +66,11 @@ def open_calls(now: datetime | None = None) -> QuerySet[FundingPool]:
     return (
         pools_with_window()
         .filter(
+            # Q() because the type checker cannot see annotations as filter keywords.
+            Q(window_opens__lte=now),
+            Q(window_closes__gt=now),
             programme__status=Programme.Status.OPEN,
             accepting_applications=True,
-            window_opens__lte=now,
-            window_closes__gt=now,
         )
         .order_by("window_closes", "programme__city__code", "code")
     )

@@ -6,8 +6,10 @@ import zipfile
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import translation
 
 from tests import factories as f
+from tests.browser import browser, page  # noqa: F401 (the shared Chromium fixtures, for test_browser)
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
@@ -17,8 +19,9 @@ def xlsx_bytes() -> bytes:
     from openpyxl import Workbook
 
     book = Workbook()
-    book.active.append(["item", "cost"])
-    book.active.append(["GPU rent", 1000000])
+    sheet = book.create_sheet("costs")
+    sheet.append(["item", "cost"])
+    sheet.append(["GPU rent", 1000000])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -35,6 +38,14 @@ def plain_zip_bytes() -> bytes:
 def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default():
+    """A request to /zh-hans/ leaves Chinese active in the thread, and reverse() would then give /zh-hans/ URLs."""
+    translation.activate("en")
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
