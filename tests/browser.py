@@ -7,6 +7,7 @@ migrations that a transactional test's flush would otherwise remove. Playwright 
 browser: the system one is used.
 """
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,10 +70,33 @@ def _append_only_deletes(allowed: bool) -> None:
                 )
 
 
+def _restore_roles() -> None:
+    """Put back the role groups and their permissions (data migrations 0003 and 0004) if a previous transactional
+    test's flush removed them and serialized_rollback did not restore them (it depends on the order tests ran in)."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    grants = importlib.import_module("grants.migrations.0004_role_permissions").GRANTS
+    if Group.objects.filter(name__in=grants, permissions__isnull=False).distinct().count() == len(grants):
+        return
+    for label in ("cities", "grants"):
+        create_permissions(apps.get_app_config(label), verbosity=0)
+    for role, wanted in grants.items():
+        group, _created = Group.objects.get_or_create(name=role)
+        for app_label, codename in wanted:
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+
+
 @pytest.fixture
 def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
-    """A fresh browser context (no cookies) on the live server, English by default."""
+    """A fresh browser context (no cookies) on the live server, English by default.
+
+    Request it before the personas (`def test_x(page, alice, ...)`): it restores the role groups they join."""
     _append_only_deletes(allowed=False)
+    _restore_roles()
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale="en-GB"
     )
