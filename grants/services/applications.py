@@ -208,7 +208,7 @@ def eligibility_failures(application: Application, *, now: Any = None) -> list[t
                 "over_cost_share",
                 "requested_amount",
                 _("At most %(rate)s%% of the eligible cost may be requested: %(max)s.")
-                % {"rate": f"{rate * 100:g}", "max": f"{apply_rate(application.eligible_cost, rate):,.2f}"},
+                % {"rate": f"{(rate * 100).normalize():f}", "max": f"{apply_rate(application.eligible_cost, rate):,.2f}"},
             )
         )
     if pool.max_per_award is not None and application.requested_amount > pool.max_per_award:
