@@ -1,10 +1,12 @@
 """List filters (django-filter). Every filter is bounded, so no query parameter can reach the database as a value
 it cannot hold: bad values are a 400 with the field named."""
 
+from datetime import UTC
 from typing import Any
 
 import django_filters as df
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 
 from grants.models import (
     Application,
@@ -40,6 +42,18 @@ def id_filter(field_name: str) -> df.NumberFilter:
 
 def year_filter(field_name: str) -> df.NumberFilter:
     return YearFilter(field_name=field_name, min_value=1900, max_value=2999, decimal_places=0)
+
+
+class MomentFilter(df.IsoDateTimeFilter):
+    """An ISO 8601 date-time, sent to the database in UTC: PostgreSQL refuses UTC offsets beyond ±15:59 that
+    Python accepts. Years outside 1900-2999 are refused (400) rather than overflowing in the conversion."""
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        if value is None:
+            return qs
+        if not 1900 <= value.year <= 2999:
+            raise ValidationError({self.field_name: ["Enter a date-time between the years 1900 and 2999."]})
+        return super().filter(qs, value.astimezone(UTC))
 
 
 class CityCodeFilter(df.CharFilter):
@@ -85,8 +99,8 @@ class ApplicationFilter(df.FilterSet):
     institution = id_filter("institution_id")
     status = df.MultipleChoiceFilter(choices=Application.Status.choices)
     reference = df.CharFilter(field_name="reference", max_length=40)
-    submitted_after = df.IsoDateTimeFilter(field_name="submitted_at", lookup_expr="gte")
-    submitted_before = df.IsoDateTimeFilter(field_name="submitted_at", lookup_expr="lt")
+    submitted_after = MomentFilter(field_name="submitted_at", lookup_expr="gte")
+    submitted_before = MomentFilter(field_name="submitted_at", lookup_expr="lt")
 
     class Meta:
         model = Application
@@ -148,8 +162,8 @@ class LedgerFilter(df.FilterSet):
     tranche = id_filter("tranche_id")
     kind = df.MultipleChoiceFilter(choices=LedgerEntry.Kind.choices)
     fiscal_year = year_filter("fiscal_year")
-    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = MomentFilter(field_name="created_at", lookup_expr="gte")
+    created_before = MomentFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = LedgerEntry
@@ -174,8 +188,8 @@ class AuditFilter(df.FilterSet):
     object_id = df.CharFilter(field_name="object_id", max_length=40)
     actor = id_filter("actor_id")
     city = CityCodeFilter(field_name="city__code", max_length=4)
-    created_after = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = df.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = MomentFilter(field_name="created_at", lookup_expr="gte")
+    created_before = MomentFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -23,7 +23,7 @@ from rest_framework import serializers
 from grants import selectors
 from grants.errors import InvalidInput
 from grants.models import Application, Award, FiscalYearAllotment, FundingPool, Tranche
-from grants.money import ZERO
+from grants.money import FEN, ZERO
 
 T = Tranche.Status
 MAX_ID = 2**62
@@ -181,6 +181,11 @@ MEASURES: dict[str, Q] = {
 }
 
 
+def _fen(value: Any) -> Any:
+    """Sums as money with two decimals (SQLite returns them without a fixed exponent)."""
+    return value.quantize(FEN) if isinstance(value, Decimal) else value
+
+
 def _measure_aggregates() -> dict[str, Any]:
     aggregates: dict[str, Any] = {}
     for name, condition in MEASURES.items():
@@ -210,7 +215,7 @@ def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
     columns = _dimension_output(group_by) + measure_columns
     if not group_by:
         total = qs.aggregate(**aggregates)
-        rows: Iterator[tuple[Any, ...]] = iter([tuple(total[c] for c in measure_columns)])
+        rows: Iterator[tuple[Any, ...]] = iter([tuple(_fen(total[c]) for c in measure_columns)])
         return Report("disbursements", columns, rows, meta={"group_by": group_by})
     # Grouping columns are annotated under a prefix: some output names (status, fiscal_year) are model fields.
     annotations = {f"g_{name}": expr for dim in group_by for name, expr in _DIMENSION_COLUMNS[dim]}
@@ -222,7 +227,7 @@ def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
                 row["g_quarter"] = f"{row['g_quarter_year']}-Q{row['g_quarter']}"
             if "g_month" in row and row["g_month"] is not None:
                 row["g_month"] = f"{row['g_month']:%Y-%m}"
-            yield tuple(row[c] if c in aggregates else row[f"g_{c}"] for c in columns)
+            yield tuple(_fen(row[c]) if c in aggregates else row[f"g_{c}"] for c in columns)
 
     return Report("disbursements", columns, rows_of(), meta={"group_by": group_by})
 
@@ -315,8 +320,8 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "allotment_utilisation": _utilisation(allotment.committed, allotment.amount)
                     if allotment
                     else None,
-                    "scheduled": tranche_sums.get("scheduled", ZERO),
-                    "paid": tranche_sums.get("paid", ZERO),
+                    "scheduled": _fen(tranche_sums.get("scheduled", ZERO)),
+                    "paid": _fen(tranche_sums.get("paid", ZERO)),
                 }
             )
         out.append(
@@ -333,7 +338,7 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "disbursed": pool.disbursed,
                 "available": pool.cap - pool.committed,
                 "utilisation": _utilisation(pool.committed, pool.cap),
-                "pipeline": pool.pipeline,
+                "pipeline": _fen(pool.pipeline),
                 "pipeline_exceeds_available": pool.pipeline > pool.cap - pool.committed,
                 "years": years,
             }

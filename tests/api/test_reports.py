@@ -1,6 +1,7 @@
 """Reports against sums computed independently in Python from the raw rows, with pinned query counts."""
 
 import csv
+import re
 import io
 from collections import defaultdict
 from datetime import date
@@ -159,6 +160,7 @@ def test_budget_query_count_does_not_grow_with_pools(api, world, erin, django_as
 
 def test_report_csv_and_xlsx_carry_the_same_rows(api, spread, erin):
     as_json = api(erin).get("/api/v1/reports/disbursements/?group_by=fiscal_year,status").json()
+    assert all(re.fullmatch(r"\d+\.\d{2}", row["paid_amount"]) for row in as_json["rows"])  # money: 2 places
     response = api(erin).get("/api/v1/reports/disbursements/?group_by=fiscal_year,status&format=csv")
     assert response["Content-Type"].startswith("text/csv") and response.streaming
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
