@@ -1,8 +1,8 @@
 """Reports against sums computed independently in Python from the raw rows, with pinned query counts."""
 
 import csv
-import re
 import io
+import re
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
