@@ -5,7 +5,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from cities.models import City
@@ -406,8 +405,11 @@ class NewTokenSerializer(TokenSerializer):
 
 class TokenCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    user = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.all(), required=False, help_text="Administrators only: create for another user."
+    user = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ID,
+        required=False,
+        help_text="Administrators only: create for another user.",
     )
 
 
@@ -416,8 +418,15 @@ class InstitutionRegisterInput(serializers.Serializer):
     name_zh = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     credit_code = serializers.CharField(max_length=18, help_text="Unified Social Credit Code, 18 characters.")
     type = serializers.ChoiceField(choices=InstitutionType.choices)
-    city = serializers.SlugRelatedField(slug_field="code", queryset=City.objects.all())
+    city = serializers.CharField(max_length=4, help_text="City code, e.g. SH.")
     founded_on = date_in(required=False, allow_null=True, default=None)
+
+    def validate_city(self, value: str) -> City:
+        # Looked up only after the CharField's checks (length, no NUL byte, which PostgreSQL text refuses).
+        city = City.objects.filter(code=value.upper()).first()
+        if city is None:
+            raise serializers.ValidationError(f"No city with code {value!r}.")
+        return city
 
 
 class ApplicationFieldsInput(serializers.Serializer):

@@ -433,7 +433,12 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
             data = parse(s.TokenCreateInput, request)
-            owner: User = data.get("user") or request.user  # type: ignore[assignment]
+            owner_id: int = data.get("user") or request.user.pk or 0
+            if owner_id != request.user.pk and not request.user.is_superuser:
+                raise NotPermitted(_("Only an administrator can create a token for another user."))
+            owner = User.objects.filter(pk=owner_id).first()
+            if owner is None:
+                raise InvalidInput(_("No such user."), fields={"user": [_("Unknown user id.")]})
             token, key = create_token(user=owner, actor=request.user, name=data["name"])
             body = dict(s.TokenSerializer(token).data)
             body["key"] = key
