@@ -20,6 +20,8 @@ service layer guarantees (counters equal ledger sums, caps held) is checked on t
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -282,6 +284,37 @@ def awards(conn: psycopg.Connection, scale: Scale, *, first: int, last: int, app
         params,
     )
     conn.commit()
+
+
+BULK_TABLES = ("grants_application", "grants_award", "grants_tranche", "grants_ledgerentry")
+
+
+@contextmanager
+def plain_indexes_rebuilt(conn: psycopg.Connection, tables: tuple[str, ...] = BULK_TABLES) -> Iterator[None]:
+    """The usual bulk-load order: drop the indexes that back no constraint, load, build them again in one sort
+    each. Primary keys, UNIQUE constraints (the ledger's idempotency key), CHECK constraints, foreign keys and
+    triggers stay in force throughout."""
+    cur = conn.cursor()
+    cur.execute(
+        """
+        SELECT indexname, indexdef FROM pg_indexes
+        WHERE schemaname = current_schema() AND tablename = ANY(%s)
+          AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype IN ('p', 'u', 'x'))
+        """,
+        (list(tables),),
+    )
+    indexes = cur.fetchall()
+    for name, _definition in indexes:
+        cur.execute(f'DROP INDEX "{name}"')
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        cur.execute("SET maintenance_work_mem = '256MB'")
+        for _name, definition in indexes:
+            cur.execute(definition)
+        conn.commit()
 
 
 def recompute_counters(conn: psycopg.Connection) -> None:

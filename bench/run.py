@@ -289,6 +289,7 @@ class RssWatch:
         self.server = server
         self.before = {pid: rss_kb(pid) for pid in server.workers()}
         self.peak = dict(self.before)
+        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -297,6 +298,7 @@ class RssWatch:
             for pid in self.before:
                 with contextlib.suppress(OSError):
                     self.peak[pid] = max(self.peak[pid], rss_kb(pid))
+            self.samples += 1
             time.sleep(0.02)
 
     def __enter__(self) -> RssWatch:
@@ -324,6 +326,18 @@ def p50_of(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     return statistics.median(timed(fn) for _ in range(repeats))
+
+
+def paired_p50(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Medians of `a` and `b` timed alternately (after one warm-up each), so a change in the machine's load during
+    the measurement weighs on both sides of the ratio alike."""
+    a()
+    b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(timed(a))
+        times_b.append(timed(b))
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def api_get(client: load.Client, path: str) -> Callable[[], Any]:
@@ -502,7 +516,8 @@ def main() -> int:
     scope_officer(users["officer"])
 
     def stage(first: int, last: int) -> None:
-        datagen.awards(conn, SCALE, first=first, last=last, approver_id=users["officer"].pk)
+        with datagen.plain_indexes_rebuilt(conn):
+            datagen.awards(conn, SCALE, first=first, last=last, approver_id=users["officer"].pk)
         datagen.recompute_counters(conn)
         datagen.reset_sequences(conn)
         datagen.analyze(conn)
@@ -615,8 +630,11 @@ def measure_budget(results: Results, client: load.Client, small_p50: float) -> N
 def measure_disbursements(results: Results, conn: psycopg.Connection, client: load.Client) -> None:
     """The disbursement report through the API vs the raw SQL of the same aggregate."""
     for group_by, sql in DISBURSEMENT_SQL.items():
-        api = p50_of(api_get(client, f"{DISBURSEMENTS}?{urlencode({'group_by': group_by})}"), REPORT_REPEATS)
-        raw = p50_of(sql_fetch(conn, sql), REPORT_REPEATS)
+        api, raw = paired_p50(
+            api_get(client, f"{DISBURSEMENTS}?{urlencode({'group_by': group_by})}"),
+            sql_fetch(conn, sql),
+            REPORT_REPEATS,
+        )
         results.ratio(
             f"disbursement_report_{group_by.replace(',', '_x_')}",
             f"disbursement report p50, group by {group_by.replace(',', ' x ')} (API vs raw SQL)",
@@ -739,8 +757,7 @@ def measure_pages(results: Results, conn: psycopg.Connection, client: load.Clien
     deep_body = deep().json()
     if not deep_body.get("results"):
         raise RuntimeError(f"the deep page is empty: {deep_path}")
-    first_p50 = p50_of(first, PAGE_REPEATS)
-    deep_p50 = p50_of(deep, PAGE_REPEATS)
+    deep_p50, first_p50 = paired_p50(deep, first, PAGE_REPEATS)
     results.ratio(
         "tranche_deep_page_vs_first",
         "tranche list, a cursor page 90% deep vs the first page (p50)",
@@ -777,6 +794,9 @@ def measure_export(results: Results, server: Server, token: str) -> None:
         "psql_bytes": psql_size,
         "psql_seconds": round(psql_seconds, 2),
         "worker_rss_growth_mb": round(growth, 1),
+        "worker_rss_kb_before": watch.before,
+        "worker_rss_kb_peak": watch.peak,
+        "rss_samples": watch.samples,
     }
     results.ratio(
         "csv_export_vs_psql_copy",
