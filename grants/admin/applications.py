@@ -488,7 +488,7 @@ def approval_budget(application: Application, schedule: list[services.TrancheSpe
     if rate is not None:
         rows.append(
             _level(
-                _("cost-share limit (%(rate)s%%)") % {"rate": f"{rate * 100:g}"},
+                _("cost-share limit (%(rate)s%%)") % {"rate": f"{(rate * 100).normalize():f}"},
                 total,
                 apply_rate(application.eligible_cost, rate),
             )

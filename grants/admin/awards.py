@@ -13,7 +13,15 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
 from grants import services
-from grants.admin.base import Operation, OperationForm, ReasonForm, ScopedAdmin, money, utilisation_bar
+from grants.admin.base import (
+    Operation,
+    OperationForm,
+    ReasonForm,
+    ScopedAdmin,
+    fiscal_year,
+    money,
+    utilisation_bar,
+)
 from grants.models import Award, MilestoneReport, Recovery, Tranche
 from grants.roles import Role
 
@@ -86,7 +94,7 @@ class TrancheInline(admin.TabularInline):
     model = Tranche
     fields = (
         "sequence",
-        "fiscal_year",
+        fiscal_year,
         "scheduled_date",
         "amount_",
         "requires_milestone",
@@ -256,7 +264,7 @@ class TrancheAdmin(FinancialRecordAdmin):
     list_display = (
         "__str__",
         "institution",
-        "fiscal_year",
+        fiscal_year,
         "scheduled_date",
         "amount_",
         "status",
@@ -283,7 +291,7 @@ class TrancheAdmin(FinancialRecordAdmin):
     readonly_fields = (
         "award",
         "sequence",
-        "fiscal_year",
+        fiscal_year,
         "scheduled_date",
         "amount_",
         "requires_milestone",

@@ -380,3 +380,9 @@ def scoped_choices(model: type[models.Model], request: HttpRequest) -> QuerySet[
     if model not in paths:
         return None
     return model._default_manager.filter(city_scope(request.user, paths[model]))
+
+
+@admin.display(description=gettext_lazy("fiscal year"), ordering="fiscal_year")
+def fiscal_year(obj: Any) -> str:
+    """A year, not a number: no thousands separator."""
+    return str(obj.fiscal_year)

@@ -78,7 +78,7 @@ def grouped_columns(
 ) -> SafeString:
     """Columns grouped by category (e.g. fiscal years); `series` is (name, colour, one value per category)."""
     left, top, plot_h, group_w = 70, 30, 220, max(60, 24 * len(series) + 24)
-    width = left + group_w * max(len(categories), 1) + 20
+    width = max(left + group_w * max(len(categories), 1) + 20, 460)
     peak = max([v for _n, _c, values in series for v in values] + [Decimal(1)])
     body = []
     for k in range(5):

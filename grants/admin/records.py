@@ -13,7 +13,15 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
 from grants import audit, services
-from grants.admin.base import Operation, OperationForm, ReadOnlyAdmin, ScopedAdmin, city_scope, money
+from grants.admin.base import (
+    Operation,
+    OperationForm,
+    ReadOnlyAdmin,
+    ScopedAdmin,
+    city_scope,
+    fiscal_year,
+    money,
+)
 from grants.models import (
     ApiToken,
     AuditEvent,
@@ -151,7 +159,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "kind",
         "amount_",
         "pool",
-        "fiscal_year",
+        fiscal_year,
         "award",
         "tranche",
         "actor",
