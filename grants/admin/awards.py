@@ -14,11 +14,11 @@ from django.utils.translation import gettext_lazy
 
 from grants import services
 from grants.admin.base import (
+    FiscalYearColumn,
     Operation,
     OperationForm,
     ReasonForm,
     ScopedAdmin,
-    fiscal_year,
     money,
     utilisation_bar,
 )
@@ -90,11 +90,11 @@ class DecisionNoteForm(OperationForm):
 # --- Awards
 
 
-class TrancheInline(admin.TabularInline):
+class TrancheInline(FiscalYearColumn, admin.TabularInline):
     model = Tranche
     fields = (
         "sequence",
-        fiscal_year,
+        "year",
         "scheduled_date",
         "amount_",
         "requires_milestone",
@@ -259,12 +259,12 @@ class AwardAdmin(FinancialRecordAdmin):
 
 
 @admin.register(Tranche)
-class TrancheAdmin(FinancialRecordAdmin):
+class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
     city_path = "award__pool__programme__city"
     list_display = (
         "__str__",
         "institution",
-        fiscal_year,
+        "year",
         "scheduled_date",
         "amount_",
         "status",
@@ -291,7 +291,7 @@ class TrancheAdmin(FinancialRecordAdmin):
     readonly_fields = (
         "award",
         "sequence",
-        fiscal_year,
+        "year",
         "scheduled_date",
         "amount_",
         "requires_milestone",

@@ -382,7 +382,9 @@ def scoped_choices(model: type[models.Model], request: HttpRequest) -> QuerySet[
     return model._default_manager.filter(city_scope(request.user, paths[model]))
 
 
-@admin.display(description=gettext_lazy("fiscal year"), ordering="fiscal_year")
-def fiscal_year(obj: Any) -> str:
-    """A year, not a number: no thousands separator."""
-    return str(obj.fiscal_year)
+class FiscalYearColumn:
+    """A `year` column: a fiscal year is a year, not a number, so no thousands separator (2025, not 2,025)."""
+
+    @admin.display(description=gettext_lazy("fiscal year"), ordering="fiscal_year")
+    def year(self, obj: Any) -> str:
+        return str(obj.fiscal_year)

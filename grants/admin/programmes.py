@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from grants import audit
-from grants.admin.base import ScopedAdmin, fiscal_year, money, utilisation_bar
+from grants.admin.base import FiscalYearColumn, ScopedAdmin, money, utilisation_bar
 from grants.errors import DomainError
 from grants.models import Application, FiscalYearAllotment, FundingPool, Programme
 from grants.money import ZERO
@@ -492,9 +492,9 @@ class FundingPoolAdmin(ScopedAdmin):
 
 
 @admin.register(FiscalYearAllotment)
-class AllotmentAdmin(ScopedAdmin):
+class AllotmentAdmin(FiscalYearColumn, ScopedAdmin):
     city_path = "pool__programme__city"
-    list_display = ("pool", fiscal_year, "amount_", "committed_", "disbursed_", "bar")
+    list_display = ("pool", "year", "amount_", "committed_", "disbursed_", "bar")
     list_filter = (("pool__programme__city", RelatedOnly), ("pool", RelatedOnly), "fiscal_year")
     list_select_related = ("pool__programme__city",)
     search_fields = ("pool__code", "pool__programme__code")

@@ -14,12 +14,12 @@ from django.utils.translation import gettext_lazy
 
 from grants import audit, services
 from grants.admin.base import (
+    FiscalYearColumn,
     Operation,
     OperationForm,
     ReadOnlyAdmin,
     ScopedAdmin,
     city_scope,
-    fiscal_year,
     money,
 )
 from grants.models import (
@@ -151,7 +151,7 @@ class InstitutionAdmin(ScopedAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(FiscalYearColumn, ReadOnlyAdmin):
     city_path = "pool__programme__city"
     list_display = (
         "id",
@@ -159,7 +159,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "kind",
         "amount_",
         "pool",
-        fiscal_year,
+        "year",
         "award",
         "tranche",
         "actor",
