@@ -197,6 +197,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # Without Redis the broker is a set of folders (kombu's filesystem transport): `make run` needs no server.
 CELERY_DATA_DIR = Path(env_str("CELERY_DATA_DIR", str(BASE_DIR / ".celery")))
 CELERY_BROKER_URL = REDIS_URL or "filesystem://localhost//"
+# kombu's Redis transport with a close that survives a lost connection (config/celery.py says why).
+CELERY_BROKER_TRANSPORT = "config.celery:RedisTransport" if REDIS_URL.startswith("redis") else None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
