@@ -7,8 +7,9 @@ import os
 import sys
 
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
-# WEB_CONCURRENCY is gunicorn's own convention; two processes per core is its documented starting point.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# WEB_CONCURRENCY is gunicorn's own convention; (2 x cores) + 1 is its documented starting point. Sync workers
+# spend much of a request waiting on PostgreSQL, so fewer would leave the cores idle under load.
+workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1) + 1)))
 threads = int(os.environ.get("WEB_THREADS", "1"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 20

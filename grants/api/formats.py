@@ -54,8 +54,27 @@ def csv_response(report: Report, filename: str) -> StreamingHttpResponse:
     return _streaming(csv_lines(report), filename)
 
 
+CHUNK_BYTES = 64 * 1024
+
+
+def chunked(lines: Iterable[str | bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Join lines into blocks of about `size` bytes: one write to the socket per block, not per row, while memory
+    stays bounded by the block."""
+    buffer: list[bytes] = []
+    held = 0
+    for line in lines:
+        data = line.encode() if isinstance(line, str) else line
+        buffer.append(data)
+        held += len(data)
+        if held >= size:
+            yield b"".join(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
 def _streaming(lines: Iterable[str | bytes], filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(lines, content_type=CSV_TYPE)
+    response = StreamingHttpResponse(chunked(lines), content_type=CSV_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

@@ -208,7 +208,10 @@ def eligibility_failures(application: Application, *, now: Any = None) -> list[t
                 "over_cost_share",
                 "requested_amount",
                 _("At most %(rate)s%% of the eligible cost may be requested: %(max)s.")
-                % {"rate": f"{(rate * 100).normalize():f}", "max": f"{apply_rate(application.eligible_cost, rate):,.2f}"},
+                % {
+                    "rate": f"{(rate * 100).normalize():f}",
+                    "max": f"{apply_rate(application.eligible_cost, rate):,.2f}",
+                },
             )
         )
     if pool.max_per_award is not None and application.requested_amount > pool.max_per_award:
@@ -246,11 +249,9 @@ def submit_application(*, application: Application, actor: User) -> Application:
     """Submit a draft: every eligibility rule is checked and all failures reported at once; a first submission
     gets its reference.
 
-    Locks the pool (its reference counter) before the application, the same order as approval, so a submission
-    and an approval of one application can never wait on each other.
+    Locks the application, then the pool's row for its reference counter (the order of budget.py).
     """
     with transaction.atomic():
-        FundingPool.objects.select_for_update().only("pk").get(pk=application.pool_id)
         application = _lock(application)
         require_member(actor, application.institution)
         check_transition(application, S.SUBMITTED)

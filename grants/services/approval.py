@@ -13,11 +13,20 @@ from django.utils.translation import gettext as _
 
 from grants import audit
 from grants.errors import BudgetExceeded, DomainError, InvalidInput
-from grants.models import Application, Award, Tranche
+from grants.models import Application, Award, FundingPool, Institution, Tranche
 from grants.money import ZERO, apply_rate, split_largest_remainder, to_money
 from grants.roles import Role, require
 from grants.services.applications import rate_for
-from grants.services.budget import IdempotencyConflict, Kind, Locked, Movement, lock_pool, post, replayed
+from grants.services.budget import (
+    IdempotencyConflict,
+    Kind,
+    Locked,
+    Movement,
+    commit_last,
+    lock_pool,
+    post,
+    replayed,
+)
 from grants.workflow import check_transition
 
 S = Application.Status
@@ -115,6 +124,43 @@ def _by_year(amounts: list[tuple[int, Decimal]]) -> dict[int, Decimal]:
     return years
 
 
+def check_award_limits(pool: FundingPool, *, award_total: Decimal, cost_share_limit: Decimal | None) -> None:
+    """Levels 4 and 5 of §4: they depend on the award alone, so they need no lock."""
+    if pool.max_per_award is not None and award_total > pool.max_per_award:
+        raise BudgetExceeded(level="per_award", asked=award_total, left=pool.max_per_award)
+    if cost_share_limit is not None and award_total > cost_share_limit:
+        raise BudgetExceeded(level="cost_share", asked=award_total, left=cost_share_limit)
+
+
+def lock_institution_for_year_limit(pool: FundingPool, institution_id: int) -> None:
+    """Approvals and amendments for one institution in a pool with a per-year maximum take the institution's row
+    lock before reading its totals, so two of them cannot both pass `check_institution_year` on the same room."""
+    if pool.max_per_institution_year is not None:
+        list(Institution.objects.select_for_update().filter(pk=institution_id).values_list("pk", flat=True))
+
+
+def check_institution_year(
+    pool: FundingPool, *, institution_id: int, increase_by_year: dict[int, Decimal]
+) -> None:
+    """Level 3 of §4. The caller holds the institution's lock (`lock_institution_for_year_limit`)."""
+    if pool.max_per_institution_year is None:
+        return
+    years = [y for y, d in increase_by_year.items() if d > 0]
+    rows = (
+        Tranche.objects.filter(award__pool=pool, award__institution_id=institution_id, fiscal_year__in=years)
+        .exclude(status=Tranche.Status.CANCELLED)
+        .values("fiscal_year")
+        .annotate(total=Sum("amount"))
+    )
+    existing = {r["fiscal_year"]: r["total"] for r in rows}
+    for year in sorted(years):
+        left = pool.max_per_institution_year - existing.get(year, ZERO)
+        if increase_by_year[year] > left:
+            raise BudgetExceeded(
+                level="institution_year", asked=increase_by_year[year], left=left, fiscal_year=year
+            )
+
+
 def check_levels(
     locked: Locked,
     *,
@@ -124,8 +170,9 @@ def check_levels(
     cost_share_limit: Decimal | None,
     has_allotments: bool,
 ) -> None:
-    """Refuse the first level of §4 that `increase_by_year` would exceed. The caller holds the pool's locks, so
-    the figures read here cannot change before the commit."""
+    """Refuse the first level of §4 that `increase_by_year` would exceed. The caller holds the pool's locks (and
+    the institution's, where the pool has a per-year maximum), so the figures read here cannot change before the
+    commit."""
     pool, programme = locked.pool, locked.programme
     increase = sum((v for v in increase_by_year.values() if v > 0), ZERO)
     if increase > 0 and pool.committed + increase > pool.cap:
@@ -138,28 +185,8 @@ def check_levels(
             left = (allotment.amount - allotment.committed) if allotment else ZERO
             if delta > left:
                 raise BudgetExceeded(level="fiscal_year_allotment", asked=delta, left=left, fiscal_year=year)
-    if pool.max_per_institution_year is not None:
-        rows = (
-            Tranche.objects.filter(
-                award__pool=pool,
-                award__institution_id=institution_id,
-                fiscal_year__in=[y for y, d in increase_by_year.items() if d > 0],
-            )
-            .exclude(status=Tranche.Status.CANCELLED)
-            .values("fiscal_year")
-            .annotate(total=Sum("amount"))
-        )
-        existing = {r["fiscal_year"]: r["total"] for r in rows}
-        for year, delta in sorted(increase_by_year.items()):
-            if delta <= 0:
-                continue
-            left = pool.max_per_institution_year - existing.get(year, ZERO)
-            if delta > left:
-                raise BudgetExceeded(level="institution_year", asked=delta, left=left, fiscal_year=year)
-    if pool.max_per_award is not None and award_total > pool.max_per_award:
-        raise BudgetExceeded(level="per_award", asked=award_total, left=pool.max_per_award)
-    if cost_share_limit is not None and award_total > cost_share_limit:
-        raise BudgetExceeded(level="cost_share", asked=award_total, left=cost_share_limit)
+    check_institution_year(pool, institution_id=institution_id, increase_by_year=increase_by_year)
+    check_award_limits(pool, award_total=award_total, cost_share_limit=cost_share_limit)
     if increase > 0 and programme is not None and programme.committed + increase > programme.total_budget:
         raise BudgetExceeded(
             level="programme_total", asked=increase, left=programme.total_budget - programme.committed
@@ -182,12 +209,13 @@ def approve_application(
     pool cap, the fiscal-year allotments, the institution's per-year maximum, the per-award maximum, the
     cost-share rate and the programme total, all at once or not at all.
 
-    Locks the programme, the pool, its allotments and the application (in that order). Everything that does not
-    need those locks (the schedule, the static limits) is worked out before taking them.
+    Locks the application, then (where the pool has a per-year maximum per institution) the institution, and
+    last the programme, the pool and its allotments, each with a conditional UPDATE, followed by the ledger
+    entries. Everything else (the schedule, the static limits, the award, its tranches, the audit event) is done
+    before the budget rows are touched, so the hot rows every approval of the pool shares stay locked only for
+    the last few statements before COMMIT.
     """
-    application = Application.objects.select_related("pool__programme__city", "institution").get(
-        pk=application.pk
-    )
+    application = Application.objects.select_related("pool__programme", "institution").get(pk=application.pk)
     pool = application.pool
     amount = to_money(amount if amount is not None else application.requested_amount)
     if amount <= 0:
@@ -211,16 +239,11 @@ def approve_application(
     )
     by_year = _by_year([(t.fiscal_year, t.amount) for t in schedule])
     rate = rate_for(pool, application.institution)
+    city_id = pool.programme.city_id
     key_base = f"approve:{idempotency_key}" if idempotency_key else f"application:{application.pk}:approve"
 
     with transaction.atomic():
-        locked = lock_pool(pool.pk)
-        application = (
-            Application.objects.select_for_update(of=("self",))
-            .select_related("institution")
-            .get(pk=application.pk)
-        )
-        city_id = locked.pool.programme.city_id
+        application = Application.objects.select_for_update(of=("self",)).get(pk=application.pk)
         # The role check comes before a replay: a replay must not hand another city's award to the caller.
         require(actor, Role.PROGRAMME_OFFICER, city_id)
         if idempotency_key:
@@ -233,30 +256,29 @@ def approve_application(
                 return first.award
         check_transition(application, S.APPROVED)
         reviews = application.reviews.filter(submitted_at__isnull=False).count()
-        if reviews < locked.pool.min_reviews:
+        if reviews < pool.min_reviews:
             raise ReviewsMissing(
                 _("%(need)d submitted review(s) are needed before approval; there are %(have)d.")
-                % {"need": locked.pool.min_reviews, "have": reviews},
-                needed=locked.pool.min_reviews,
+                % {"need": pool.min_reviews, "have": reviews},
+                needed=pool.min_reviews,
                 submitted=reviews,
             )
-        if application.institution.is_debarred():
+        institution = application.institution
+        if institution.is_debarred():
             raise InstitutionDebarred(
-                _("The institution is debarred until %(d)s.") % {"d": application.institution.debarred_until}
+                _("The institution is debarred until %(d)s.") % {"d": institution.debarred_until}
             )
-        check_levels(
-            locked,
-            institution_id=application.institution_id,
-            increase_by_year=by_year,
+        check_award_limits(
+            pool,
             award_total=amount,
             cost_share_limit=apply_rate(application.eligible_cost, rate) if rate is not None else None,
-            # Read under the lock: an allotment created meanwhile cannot be skipped.
-            has_allotments=bool(locked.allotments),
         )
+        lock_institution_for_year_limit(pool, application.institution_id)
+        check_institution_year(pool, institution_id=application.institution_id, increase_by_year=by_year)
         now = timezone.now()
         award = Award.objects.create(
             application=application,
-            pool=locked.pool,
+            pool=pool,
             institution_id=application.institution_id,
             reference=application.reference or f"A-{application.pk}",
             amount=amount,
@@ -276,13 +298,6 @@ def approve_application(
             )
             for i, t in enumerate(schedule, start=1)
         )
-        post(
-            locked,
-            [Movement(Kind.COMMIT, total, year, award=award) for year, total in sorted(by_year.items())],
-            actor=actor,
-            reason=f"approval of {award.reference}",
-            key_base=key_base,
-        )
         before = audit.snapshot(application, ("status",))
         application.status = S.APPROVED
         application.decided_at = now
@@ -301,6 +316,13 @@ def approve_application(
                 "schedule": [[t.scheduled_date.isoformat(), str(t.amount)] for t in schedule],
             },
         )
+        commit_last(
+            pool,
+            [Movement(Kind.COMMIT, total, year, award=award) for year, total in sorted(by_year.items())],
+            actor=actor,
+            reason=f"approval of {award.reference}",
+            key_base=key_base,
+        )
     return award
 
 
@@ -315,7 +337,8 @@ def amend_award(
     """Change an award's amount. The unpaid part is re-split over the unpaid tranches in proportion to their
     amounts (largest remainder); an increase is checked like an approval, a decrease de-commits.
 
-    Locks the programme, the pool, its allotments and the award.
+    Locks the institution (where the pool limits it per year), the programme, the pool, its allotments and the
+    award.
     """
     amount = to_money(amount)
     if not reason.strip():
@@ -325,6 +348,7 @@ def amend_award(
     rate = rate_for(pool, award.institution)
 
     with transaction.atomic():
+        lock_institution_for_year_limit(pool, award.institution_id)
         locked = lock_pool(pool.pk)
         award = Award.objects.select_for_update(of=("self",)).select_related("application").get(pk=award.pk)
         key_base = (

@@ -1,7 +1,9 @@
 """Posting money movements: ledger entries and the counters they justify, together, under locks.
 
-Lock order, everywhere money moves (so two transactions never wait on each other in a cycle):
-programme → pool → fiscal-year allotments (by year) → application → award → tranche → recovery.
+Lock order, everywhere (so two transactions never wait on each other in a cycle):
+application → institution → programme → pool → fiscal-year allotments (by year) → award → tranche → recovery.
+Approval takes the budget rows last of all, with conditional UPDATEs (`commit_last`), so the rows every approval of
+a pool shares are held only for the few statements before COMMIT.
 Every counter has a CHECK constraint behind it, so even a bug here cannot push a pool past its cap.
 
 Every row lock is `FOR UPDATE OF` the row's own table (`of=("self",)` when the query joins): on PostgreSQL a plain
@@ -11,14 +13,16 @@ one, and two transactions taking the same rows in different orders deadlock.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from grants.errors import DomainError
+from grants.errors import BudgetExceeded, DomainError
 from grants.models import Award, FiscalYearAllotment, FundingPool, LedgerEntry, Programme, Tranche
 
 Kind = LedgerEntry.Kind
@@ -101,30 +105,7 @@ def post(
     if not movements:
         return []
     now = timezone.now()
-    committed: dict[int, Decimal] = defaultdict(Decimal)
-    disbursed: dict[int, Decimal] = defaultdict(Decimal)
-    entries = []
-    for i, m in enumerate(movements):
-        if m.amount <= 0:
-            raise ValueError(f"ledger amounts are positive, got {m.amount}")
-        sign = Decimal(1) if m.kind in (Kind.COMMIT, Kind.DISBURSE) else Decimal(-1)
-        (committed if m.kind in (Kind.COMMIT, Kind.DECOMMIT) else disbursed)[m.fiscal_year] += sign * m.amount
-        entries.append(
-            LedgerEntry(
-                kind=m.kind,
-                amount=m.amount,
-                pool=locked.pool,
-                fiscal_year=m.fiscal_year,
-                award=m.award,
-                tranche=m.tranche,
-                actor=actor if getattr(actor, "pk", None) else None,
-                created_at=now,
-                reason=reason[:300],
-                idempotency_key=f"{key_base}|{i}",
-            )
-        )
-    LedgerEntry.objects.bulk_create(entries)
-
+    entries, committed, disbursed = _write_entries(locked.pool, movements, actor, reason, key_base, now)
     pool = locked.pool
     pool.committed += sum(committed.values(), Decimal(0))
     pool.disbursed += sum(disbursed.values(), Decimal(0))
@@ -144,9 +125,94 @@ def post(
         allotment.disbursed += disbursed[year]
         allotment.save(update_fields=["committed", "disbursed"])
 
+    return entries
+
+
+def _write_entries(
+    pool: FundingPool, movements: list[Movement], actor: Any, reason: str, key_base: str, now: datetime
+) -> tuple[list[LedgerEntry], dict[int, Decimal], dict[int, Decimal]]:
+    """Insert the ledger entries; return them with the net change of committed and disbursed per fiscal year.
+    Schedules the after-commit notice (tracking, webhooks) for them."""
+    committed: dict[int, Decimal] = defaultdict(Decimal)
+    disbursed: dict[int, Decimal] = defaultdict(Decimal)
+    entries = []
+    for i, m in enumerate(movements):
+        if m.amount <= 0:
+            raise ValueError(f"ledger amounts are positive, got {m.amount}")
+        sign = Decimal(1) if m.kind in (Kind.COMMIT, Kind.DISBURSE) else Decimal(-1)
+        (committed if m.kind in (Kind.COMMIT, Kind.DECOMMIT) else disbursed)[m.fiscal_year] += sign * m.amount
+        entries.append(
+            LedgerEntry(
+                kind=m.kind,
+                amount=m.amount,
+                pool=pool,
+                fiscal_year=m.fiscal_year,
+                award=m.award,
+                tranche=m.tranche,
+                actor=actor if getattr(actor, "pk", None) else None,
+                created_at=now,
+                reason=reason[:300],
+                idempotency_key=f"{key_base}|{i}",
+            )
+        )
+    LedgerEntry.objects.bulk_create(entries)
     pool_id = pool.pk
     entry_ids = [e.pk for e in entries]
     transaction.on_commit(lambda: _after_commit(pool_id, entry_ids))
+    return entries, committed, disbursed
+
+
+def commit_last(
+    pool: FundingPool, movements: list[Movement], *, actor: Any, reason: str, key_base: str
+) -> list[LedgerEntry]:
+    """Commit money (COMMIT movements only) against the programme total, the pool cap and the fiscal-year
+    allotments with one conditional UPDATE each, in the fixed lock order, as the last statements of the caller's
+    transaction. An UPDATE that matches no row means that level has no room: the whole transaction is refused with
+    BudgetExceeded, naming it.
+
+    Under PostgreSQL's READ COMMITTED an UPDATE that waited for another transaction's lock re-checks its WHERE
+    against the row that transaction left, so no two approvals can both take the last of a cap.
+    """
+    if any(m.kind != Kind.COMMIT for m in movements):
+        raise ValueError("commit_last only commits money")
+    now = timezone.now()
+    by_year: dict[int, Decimal] = defaultdict(Decimal)
+    for m in movements:
+        by_year[m.fiscal_year] += m.amount
+    total = sum(by_year.values(), Decimal(0))
+    programme_has_room = Programme.objects.filter(
+        pk=pool.programme_id, committed__lte=F("total_budget") - total
+    ).update(committed=F("committed") + total)
+    pool_has_room = FundingPool.objects.filter(pk=pool.pk, committed__lte=F("cap") - total).update(
+        committed=F("committed") + total, tracking_due_at=now
+    )
+    if not pool_has_room:
+        current = FundingPool.objects.values("cap", "committed").get(pk=pool.pk)
+        raise BudgetExceeded(level="pool_cap", asked=total, left=current["cap"] - current["committed"])
+    if not programme_has_room:
+        programme = Programme.objects.values("total_budget", "committed").get(pk=pool.programme_id)
+        raise BudgetExceeded(
+            level="programme_total", asked=total, left=programme["total_budget"] - programme["committed"]
+        )
+    # The pool row is locked now, and creating an allotment needs it: the set of allotments cannot change.
+    allotted = set(FiscalYearAllotment.objects.filter(pool_id=pool.pk).values_list("fiscal_year", flat=True))
+    if allotted:
+        for year, amount in sorted(by_year.items()):
+            has_room = year in allotted and FiscalYearAllotment.objects.filter(
+                pool_id=pool.pk, fiscal_year=year, committed__lte=F("amount") - amount
+            ).update(committed=F("committed") + amount)
+            if not has_room:
+                left = (
+                    FiscalYearAllotment.objects.filter(pool_id=pool.pk, fiscal_year=year)
+                    .values_list(F("amount") - F("committed"), flat=True)
+                    .first()
+                )
+                raise BudgetExceeded(
+                    level="fiscal_year_allotment", asked=amount, left=left or Decimal(0), fiscal_year=year
+                )
+    # Written under the pool's lock, like every other movement of the pool: its ledger's id order is the order in
+    # which its money moved.
+    entries, _committed, _disbursed = _write_entries(pool, movements, actor, reason, key_base, now)
     return entries
 
 
