@@ -142,15 +142,26 @@ def track_pool(pool_id: int) -> dict[str, Any]:
     return {"pool": pool_id, "ran": result.ran, "raised": result.raised, "cleared": result.cleared}
 
 
+@shared_task(name="grants.track_pools", **RETRY)
+def track_pools(pool_ids: list[int]) -> dict[str, Any]:
+    """Track a chunk of pools in a few set-based statements (the sweep's way); safe to run twice."""
+    results = tracking.track_pools(pool_ids=pool_ids)
+    _queue_deliveries([d for r in results for d in r.deliveries])
+    return {"pools": len(pool_ids), "tracked": len(results), "raised": sum(len(r.raised) for r in results)}
+
+
+# Pools per queued sweep job: a few jobs let several workers share a large sweep.
+SWEEP_CHUNK = 250
+
+
 @shared_task(name="grants.sweep_tracking", **RETRY)
 def sweep_tracking() -> int:
-    """Queue tracking of every pool that is due, or open and not tracked lately; a pool tracked meanwhile by its
-    coalesced job makes the queued run a no-op."""
-    count = 0
-    for pool_id in tracking.pools_to_track().values_list("pk", flat=True):
-        track_pool.delay(pool_id)
-        count += 1
-    return count
+    """Queue tracking of every pool that is due, or open and not tracked lately, in chunks; a pool tracked
+    meanwhile (by its coalesced job or another sweep) is skipped by the chunk's run."""
+    pool_ids = list(tracking.pools_to_track().values_list("pk", flat=True))
+    for start in range(0, len(pool_ids), SWEEP_CHUNK):
+        track_pools.delay(pool_ids[start : start + SWEEP_CHUNK])
+    return len(pool_ids)
 
 
 @shared_task(name="grants.fan_out_money_moved", **RETRY)

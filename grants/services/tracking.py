@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -122,7 +123,17 @@ def _read(pool_id: int) -> dict:
 
 
 def forecast_payments(pool_id: int) -> dict[int, Decimal]:
-    """Payments per fiscal year: every tranche that is paid or still to be paid (not cancelled)."""
+    """Payments per fiscal year: every tranche that is paid or still to be paid (not cancelled).
+
+    Where the pool has allotments, each year's figure is its allotment's committed counter, which the services
+    keep equal to those tranches (less money recovered in the year), so no tranche is scanned; the allotment
+    alert compares nothing else.
+    """
+    allotted = dict(
+        FiscalYearAllotment.objects.filter(pool_id=pool_id).values_list("fiscal_year", "committed")
+    )
+    if allotted:
+        return allotted
     rows = (
         Tranche.objects.filter(award__pool_id=pool_id)
         .exclude(status=Tranche.Status.CANCELLED)
@@ -290,43 +301,171 @@ def track_pool(*, pool_id: int, force: bool = False) -> Tracked:
             ledger_committed=t.ledger_committed,
             ledger_disbursed=t.ledger_disbursed,
         ).pk
-        keys = {(c.kind, c.subject) for c in holding}
-        live = BudgetAlert.objects.filter(pool_id=pool_id, cleared_at__isnull=True).order_by("pk")
-        live_keys = set()
-        for alert in live:
-            if (alert.kind, alert.subject) in keys:
-                live_keys.add((alert.kind, alert.subject))
-            elif BudgetAlert.objects.filter(pk=alert.pk, cleared_at__isnull=True).update(cleared_at=now):
-                t.cleared.append(alert.pk)
-        for c in holding:
-            if (c.kind, c.subject) in live_keys:
-                continue
-            try:
-                with transaction.atomic():
-                    alert = BudgetAlert.objects.create(
-                        pool_id=pool_id,
-                        kind=c.kind,
-                        severity=c.severity,
-                        subject=c.subject,
-                        message=c.message[:500],
-                        figures=c.figures,
-                        raised_at=now,
-                    )
-            except IntegrityError:
-                # Another run raised it between our read and our insert: it is live, once.
-                continue
-            t.raised.append(alert.pk)
-            t.deliveries += webhooks.fan_out(
-                city_id=pool.programme.city_id,
-                event="budget.alert",
-                event_id=f"alert-{alert.pk}",
-                payload=alert_payload(alert, pool),
-            )
+        _write_alerts(t, pool, holding, now)
         t.deliveries += catch_up_money_events(pool, since=row["tracked_at"])
         if t.raised:
             alert_ids = list(t.raised)
             transaction.on_commit(lambda: notify_officers(pool_id=pool_id, alert_ids=alert_ids))
     return t
+
+
+def _write_alerts(t: Tracked, pool: FundingPool, holding: list[Condition], now: datetime) -> None:
+    """Clear the pool's live alerts whose condition is gone and raise those newly holding, once per crossing
+    (one_live_alert_per_crossing decides a race), fanning new ones out to the city's webhooks."""
+    live = BudgetAlert.objects.filter(pool_id=pool.pk, cleared_at__isnull=True).order_by("pk")
+    _settle_alerts(t, pool, holding, list(live), now)
+
+
+def _settle_alerts(
+    t: Tracked, pool: FundingPool, holding: list[Condition], live: list[BudgetAlert], now: datetime
+) -> None:
+    pool_id = pool.pk
+    keys = {(c.kind, c.subject) for c in holding}
+    live_keys = set()
+    for alert in live:
+        if (alert.kind, alert.subject) in keys:
+            live_keys.add((alert.kind, alert.subject))
+        elif BudgetAlert.objects.filter(pk=alert.pk, cleared_at__isnull=True).update(cleared_at=now):
+            t.cleared.append(alert.pk)
+    for c in holding:
+        if (c.kind, c.subject) in live_keys:
+            continue
+        try:
+            with transaction.atomic():
+                alert = BudgetAlert.objects.create(
+                    pool_id=pool_id,
+                    kind=c.kind,
+                    severity=c.severity,
+                    subject=c.subject,
+                    message=c.message[:500],
+                    figures=c.figures,
+                    raised_at=now,
+                )
+        except IntegrityError:
+            # Another run raised it between our read and our insert: it is live, once.
+            continue
+        t.raised.append(alert.pk)
+        t.deliveries += webhooks.fan_out(
+            city_id=pool.programme.city_id,
+            event="budget.alert",
+            event_id=f"alert-{alert.pk}",
+            payload=alert_payload(alert, pool),
+        )
+
+
+# Pools per transaction of the scheduled sweep: their rows stay locked (approvals in them wait) for one batch.
+SWEEP_BATCH = 200
+
+
+def _signed(plus: str, minus: str) -> Case:
+    return Case(
+        When(kind=plus, then=F("amount")),
+        When(kind=minus, then=-F("amount")),
+        default=Value(ZERO),
+    )
+
+
+def track_pools(*, pool_ids: Iterable[int], now: datetime | None = None) -> list[Tracked]:
+    """Track many pools the way the scheduled sweep needs: a handful of set-based statements per batch of
+    SWEEP_BATCH pools (one aggregate over their ledger, one over their pipelines, one read of their allotments and
+    live alerts, one bulk insert of snapshots, one UPDATE of their tracking times) instead of a dozen per pool.
+    Same effects as `track_pool` for each pool that needs tracking; pools that do not are left alone."""
+    now = now or timezone.now()
+    ids = sorted(set(pool_ids))
+    results: list[Tracked] = []
+    for start in range(0, len(ids), SWEEP_BATCH):
+        results += _track_batch(ids[start : start + SWEEP_BATCH], now)
+    return results
+
+
+def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
+    """One transaction over a batch. It locks the batch's pool rows first, skipping any whose money is moving at
+    this moment (they keep tracking_due_at, so the next sweep takes them). While the rows are held no money moves
+    in those pools: the counters and the ledger sums read next are one state of the database, and clearing
+    tracking_due_at cannot hide a later movement. A single-pool run racing this one waits, then finds the pool
+    tracked."""
+    results: list[Tracked] = []
+    with transaction.atomic():
+        pools = [
+            p
+            for p in FundingPool.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("programme__city")
+            .filter(pk__in=pool_ids)
+            .order_by("pk")
+            if _needs_tracking({"tracking_due_at": p.tracking_due_at, "tracked_at": p.tracked_at}, now)
+        ]
+        if not pools:
+            return []
+        ids = [p.pk for p in pools]
+        sums = {
+            r["pool_id"]: r
+            for r in LedgerEntry.objects.filter(pool_id__in=ids)
+            .values("pool_id")
+            .annotate(
+                committed=Sum(_signed(Kind.COMMIT, Kind.DECOMMIT), default=ZERO),
+                disbursed=Sum(_signed(Kind.DISBURSE, Kind.RECOVER), default=ZERO),
+            )
+            .order_by()
+        }
+        pipelines = dict(
+            Application.objects.filter(pool_id__in=ids, status__in=PIPELINE_STATUSES)
+            .values("pool_id")
+            .annotate(total=Sum("requested_amount"))
+            .order_by()
+            .values_list("pool_id", "total")
+        )
+        allotments: dict[int, dict[int, tuple[Decimal, Decimal]]] = {}
+        for pool_id, year, amount, committed in FiscalYearAllotment.objects.filter(
+            pool_id__in=ids
+        ).values_list("pool_id", "fiscal_year", "amount", "committed"):
+            allotments.setdefault(pool_id, {})[year] = (amount, committed)
+        live: dict[int, list[BudgetAlert]] = {}
+        for alert in BudgetAlert.objects.filter(pool_id__in=ids, cleared_at__isnull=True).order_by("pk"):
+            live.setdefault(alert.pool_id, []).append(alert)
+        cities = {p.programme.city_id for p in pools}
+        with_money_hooks = {c for c in cities if webhooks.endpoints_for(c, MONEY_MOVED)}
+
+        snapshots = []
+        for pool in pools:
+            ledger = sums.get(pool.pk, {"committed": ZERO, "disbursed": ZERO})
+            years = allotments.get(pool.pk, {})
+            t = Tracked(
+                pool.pk,
+                ran=True,
+                committed=pool.committed,
+                disbursed=pool.disbursed,
+                ledger_committed=ledger["committed"],
+                ledger_disbursed=ledger["disbursed"],
+                cap=pool.cap,
+                pipeline=pipelines.get(pool.pk) or ZERO,
+                forecast={year: committed for year, (_amount, committed) in years.items()},
+                allotments={year: amount for year, (amount, _committed) in years.items()},
+            )
+            holding = conditions(t, pool.thresholds())
+            if holding or live.get(pool.pk):
+                _settle_alerts(t, pool, holding, live.get(pool.pk, []), now)
+            if pool.programme.city_id in with_money_hooks:
+                t.deliveries += catch_up_money_events(pool, since=pool.tracked_at)
+            snapshots.append(
+                UsageSnapshot(
+                    pool_id=pool.pk,
+                    taken_at=now,
+                    cap=t.cap,
+                    committed=t.committed,
+                    disbursed=t.disbursed,
+                    available=t.cap - t.committed,
+                    pipeline=t.pipeline,
+                    ledger_committed=t.ledger_committed,
+                    ledger_disbursed=t.ledger_disbursed,
+                )
+            )
+            if t.raised:
+                transaction.on_commit(partial(notify_officers, pool_id=pool.pk, alert_ids=list(t.raised)))
+            results.append(t)
+        for t, snapshot in zip(results, UsageSnapshot.objects.bulk_create(snapshots), strict=True):
+            t.snapshot_id = snapshot.pk
+        FundingPool.objects.filter(pk__in=ids).update(tracked_at=now, tracking_due_at=None)
+    return results
 
 
 def alert_payload(alert: BudgetAlert, pool: FundingPool) -> dict:

@@ -249,3 +249,42 @@ def test_the_sweep_lists_due_pools_and_open_pools_not_tracked_lately(sh_programm
     FundingPool.objects.filter(pk=stale.pk).update(tracked_at=now - timedelta(hours=2))
     FundingPool.objects.filter(pk=due.pk).update(tracking_due_at=now)
     assert set(tracking.pools_to_track(now=now)) == {never, stale, due}
+
+
+def test_the_sweeps_batch_tracking_has_the_same_effects_as_one_pool_at_a_time(
+    sh_programme, carols_startup, carol, alice, rita, dave
+):
+    """track_pools (the scheduled sweep) and track_pool (the job after a commit) agree: same snapshot figures,
+    same alerts, drift found, and a second run with nothing new does nothing."""
+    busy = f.pool(sh_programme, code="BSY", cap="10000000")
+    services.set_allotment(pool=busy, actor=alice, fiscal_year=2025, amount=Decimal("6000000"))
+    quiet = f.pool(sh_programme, code="QUI", cap="10000000")
+    drifting = f.pool(sh_programme, code="DRF", cap="10000000")
+    award = f.award(busy, carols_startup, carol, alice, rita, requested="5800000")
+    f.award(drifting, f.institution(carols_startup.city, carol), carol, alice, rita, requested="1000000")
+    services.release_tranche(tranche=award.tranches.get(), actor=dave)
+    services.pay_tranche(tranche=award.tranches.get(), actor=dave, payment_reference="BATCH-1")
+    FundingPool.objects.filter(pk=drifting.pk).update(committed=F("committed") + Decimal("0.01"))
+
+    results = {t.pool_id: t for t in tracking.track_pools(pool_ids=[busy.pk, quiet.pk, drifting.pk])}
+
+    assert set(results) == {busy.pk, quiet.pk, drifting.pk}  # never tracked: all three are due
+    snap = UsageSnapshot.objects.get(pool=busy)
+    assert (snap.committed, snap.disbursed, snap.ledger_committed) == (
+        Decimal("5800000"),
+        Decimal("5800000"),
+        Decimal("5800000"),
+    )
+    assert results[busy.pk].forecast == {2025: Decimal("5800000")}
+    assert sorted(BudgetAlert.objects.filter(pool=busy).values_list("kind", "subject")) == [
+        ("allotment", 2025),
+        ("threshold", 50),
+    ]
+    assert live(drifting, K.DRIFT)[0].severity == "critical"
+    assert not BudgetAlert.objects.filter(pool=quiet).exists()
+    assert FundingPool.objects.filter(tracking_due_at__isnull=False).count() == 0
+
+    assert tracking.track_pools(pool_ids=[busy.pk, quiet.pk, drifting.pk]) == []
+    assert UsageSnapshot.objects.count() == 3 and BudgetAlert.objects.count() == 3
+    # The single-pool job now finds the busy pool tracked, as it would after a sweep raced it.
+    assert not tracking.track_pool(pool_id=busy.pk).ran
