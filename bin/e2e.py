@@ -500,14 +500,22 @@ def check_logs() -> str:
     check(len(web) == len(lines), "every line gunicorn and Django wrote is a JSON object")
     access = [r for r in web if r.get("logger") == "gunicorn.access"]
     check(any(str(r.get("path", "")).startswith("/api/v1/") for r in access), "access log records of the API")
-    worker = json_logs("worker")
+    # Beat's first sweep comes one interval after it started: on a fast run the API flow can finish before that,
+    # so give it a few intervals.
+    deadline = time.monotonic() + 60
+    while True:
+        worker = json_logs("worker")
+        sent = [r for r in json_logs("beat") if "Sending due task track-pools" in r.get("message", "")]
+        swept = [
+            r
+            for r in worker
+            if "grants.sweep_tracking" in r.get("message", "") and "succeeded" in r["message"]
+        ]
+        if (sent and swept) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     check(any("succeeded" in r.get("message", "") for r in worker), "the worker logged finished jobs as JSON")
-    beat = json_logs("beat")
-    sent = [r for r in beat if "Sending due task track-pools" in r.get("message", "")]
     check(bool(sent), "beat queued the tracking sweep")
-    swept = [
-        r for r in worker if "grants.sweep_tracking" in r.get("message", "") and "succeeded" in r["message"]
-    ]
     check(bool(swept), "the worker ran the sweep beat queued")
     return (
         f"structured logs: {len(web)} JSON records from web ({len(access)} access), {len(worker)} from the worker; "

@@ -37,23 +37,28 @@ def browser() -> Iterator[Any]:
         pytest.skip(f"needs Chromium at {CHROMIUM}")
     # Playwright's sync API runs an event loop in this thread; Django's ORM would then refuse the test's own
     # queries as "async unsafe" although they are plain synchronous code.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    already = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        if already is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 APPEND_ONLY = ("grants_ledgerentry", "grants_auditevent")
 
 
-def _append_only_deletes(allowed: bool) -> None:
+def sqlite_append_only_deletes(allowed: bool) -> None:
     """grants/migrations/0002 makes the database refuse DELETE on the ledger and the audit log. PostgreSQL's flush
     (after a transactional test) uses TRUNCATE, which the triggers allow; SQLite's uses DELETE, so the DELETE
     triggers are dropped just before the flush and put back at the start of the next test."""
@@ -70,7 +75,7 @@ def _append_only_deletes(allowed: bool) -> None:
                 )
 
 
-def _restore_roles() -> None:
+def restore_roles() -> None:
     """Put back the role groups and their permissions (data migrations 0003 and 0004) if a previous transactional
     test's flush removed them and serialized_rollback did not restore them (it depends on the order tests ran in)."""
     from django.apps import apps
@@ -92,11 +97,8 @@ def _restore_roles() -> None:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
-    """A fresh browser context (no cookies) on the live server, English by default.
-
-    Request it before the personas (`def test_x(page, alice, ...)`): it restores the role groups they join."""
-    _append_only_deletes(allowed=False)
-    _restore_roles()
+    """A fresh browser context (no cookies) on the live server, English by default. (tests/conftest.py puts back
+    the role groups a previous transactional test's flush removed.)"""
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale="en-GB"
     )
@@ -106,7 +108,6 @@ def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any
         yield tab
     finally:
         context.close()
-        _append_only_deletes(allowed=True)  # torn down before transactional_db's flush
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from grants.roles import Role
 from tests import factories as f
+from tests.browser import browser, page, restore_roles, sqlite_append_only_deletes  # noqa: F401  (one Chromium for the whole session, shared by every package)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -30,6 +31,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
         if "redis" in item.keywords and not has_redis:
             item.add_marker(pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://..."))
+
+
+@pytest.fixture(autouse=True)
+def _transactional_tests_start_alike(request):
+    """A transactional test's flush empties every table, the role groups of data migrations 0003 and 0004
+    included, and on SQLite the append-only DELETE triggers refuse the flush itself. Before each transactional
+    test the groups are put back; around it the SQLite triggers step aside for the flush only."""
+    marker = request.node.get_closest_marker("django_db")
+    marked = marker is not None and bool(marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    if not marked and not {"transactional_db", "live_server"} & set(request.fixturenames):
+        yield
+        return
+    if not marked:
+        request.getfixturevalue("transactional_db")
+    sqlite_append_only_deletes(allowed=False)
+    restore_roles()
+    yield
+    sqlite_append_only_deletes(allowed=True)
 
 
 @pytest.fixture(autouse=True)

@@ -243,7 +243,11 @@ def approve_application(
     key_base = f"approve:{idempotency_key}" if idempotency_key else f"application:{application.pk}:approve"
 
     with transaction.atomic():
-        application = Application.objects.select_for_update(of=("self",)).get(pk=application.pk)
+        application = (
+            Application.objects.select_for_update(of=("self",))
+            .select_related("institution")
+            .get(pk=application.pk)
+        )
         # The role check comes before a replay: a replay must not hand another city's award to the caller.
         require(actor, Role.PROGRAMME_OFFICER, city_id)
         if idempotency_key:

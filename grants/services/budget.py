@@ -195,7 +195,9 @@ def commit_last(
             level="programme_total", asked=total, left=programme["total_budget"] - programme["committed"]
         )
     # The pool row is locked now, and creating an allotment needs it: the set of allotments cannot change.
-    allotted = set(FiscalYearAllotment.objects.filter(pool_id=pool.pk).values_list("fiscal_year", flat=True))
+    allotted = set(
+        FiscalYearAllotment.objects.filter(pool_id=pool.pk).order_by().values_list("fiscal_year", flat=True)
+    )
     if allotted:
         for year, amount in sorted(by_year.items()):
             has_room = year in allotted and FiscalYearAllotment.objects.filter(

@@ -4,7 +4,6 @@ review in Shanghai, ready for a decision."""
 import pytest
 
 from tests import factories as f
-from tests.browser import browser, page  # noqa: F401  (shared browser fixtures)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from django.test import Client
 from django.utils import translation
 
 from tests import factories as f
-from tests.browser import browser, page  # noqa: F401 (the shared Chromium fixtures, for test_browser)
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
