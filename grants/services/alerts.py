@@ -13,7 +13,11 @@ def acknowledge_alert(*, alert: BudgetAlert, actor: User) -> BudgetAlert:
     """A programme or finance officer of the pool's city acknowledges the alert. Acknowledging twice keeps the
     first acknowledgement."""
     with transaction.atomic():
-        alert = BudgetAlert.objects.select_for_update().select_related("pool__programme").get(pk=alert.pk)
+        alert = (
+            BudgetAlert.objects.select_for_update(of=("self",))
+            .select_related("pool__programme")
+            .get(pk=alert.pk)
+        )
         city_id = alert.pool.programme.city_id
         if not (has_role(actor, Role.FINANCE_OFFICER) and in_city(actor, city_id)):
             require(actor, Role.PROGRAMME_OFFICER, city_id)

@@ -128,7 +128,9 @@ def add_attachment(*, application: Application, actor: User, upload: UploadedFil
     original_name = _safe_name(upload.name or "")
     with transaction.atomic():
         application = (
-            Application.objects.select_for_update().select_related("pool__programme").get(pk=application.pk)
+            Application.objects.select_for_update(of=("self",))
+            .select_related("pool__programme")
+            .get(pk=application.pk)
         )
         require_member(actor, application.institution)
         if application.status not in EDITABLE:
@@ -168,7 +170,7 @@ def add_attachment(*, application: Application, actor: User, upload: UploadedFil
 def remove_attachment(*, attachment: Attachment, actor: User) -> None:
     with transaction.atomic():
         application = (
-            Application.objects.select_for_update()
+            Application.objects.select_for_update(of=("self",))
             .select_related("pool__programme")
             .get(pk=attachment.application_id)
         )

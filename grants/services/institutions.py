@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from cities.models import City
 from grants import audit
-from grants.errors import InvalidInput
+from grants.errors import InvalidInput, NotPermitted
 from grants.models import Institution, InstitutionMember, InstitutionType
 from grants.roles import Role, require
 from grants.services.applications import require_member
@@ -98,7 +98,7 @@ def add_member(
     with transaction.atomic():
         managers = InstitutionMember.objects.filter(institution=institution, user_id=actor.pk, is_admin=True)
         if not actor.is_superuser and not managers.exists():
-            raise InvalidInput(_("Only a managing member can add members."))
+            raise NotPermitted(_("Only a managing member can add members."))
         member, _created = InstitutionMember.objects.get_or_create(
             institution=institution, user=user, defaults={"is_admin": is_admin}
         )

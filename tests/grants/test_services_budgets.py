@@ -100,7 +100,7 @@ def test_a_bad_credit_code_type_and_name_are_all_reported(shanghai, carol):
 
 def test_only_a_managing_member_adds_members(carols_startup, carol, alice, dave):
     services.add_member(institution=carols_startup, actor=carol, user=dave)
-    with refused(InvalidInput):
+    with refused(NotPermitted):
         services.add_member(institution=carols_startup, actor=dave, user=alice)
     with refused(NotPermitted):
         services.update_institution(institution=carols_startup, actor=alice, name_en="Hijacked")
