@@ -37,6 +37,14 @@ def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, T
     return locked, award, tranche
 
 
+def _lock_award_tranche(award_id: int, tranche_id: int) -> tuple[Award, Tranche, int]:
+    """Lock an award and one of its tranches (the order of budget.py) for a change of state that moves no money;
+    returns them with the award's city."""
+    award = Award.objects.select_for_update(of=("self",)).select_related("pool__programme").get(pk=award_id)
+    tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
+    return award, tranche, award.pool.programme.city_id
+
+
 def is_due(tranche: Tranche, award: Award, today: date) -> bool:
     """A tranche is payable when its date has come, its award is active and, if it needs one, its milestone
     report was accepted (§3)."""
@@ -82,13 +90,7 @@ def release_tranche(*, tranche: Tranche, actor: User | None, today: date | None 
     """planned → payable, when the tranche is due. `actor=None` is the daily release job."""
     today = today or timezone.localdate()
     with transaction.atomic():
-        award = (
-            Award.objects.select_for_update(of=("self",))
-            .select_related("pool__programme")
-            .get(pk=tranche.award_id)
-        )
-        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
-        city_id = award.pool.programme.city_id
+        award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
         if actor is not None:
             require(actor, Role.FINANCE_OFFICER, city_id)
         check_transition(tranche, T.PAYABLE)
@@ -202,13 +204,7 @@ def withhold_tranche(*, tranche: Tranche, actor: User, reason: str) -> Tranche:
     if not reason.strip():
         raise InvalidInput(_("Say why the tranche is withheld."), fields={"reason": [_("Required.")]})
     with transaction.atomic():
-        award = (
-            Award.objects.select_for_update(of=("self",))
-            .select_related("pool__programme")
-            .get(pk=tranche.award_id)
-        )
-        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
-        city_id = award.pool.programme.city_id
+        _award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
         require(actor, Role.FINANCE_OFFICER, city_id)
         _set_status(tranche, T.WITHHELD, actor=actor, action="tranche.withhold", city_id=city_id, note=reason)
     return tranche
@@ -218,13 +214,7 @@ def unwithhold_tranche(*, tranche: Tranche, actor: User, today: date | None = No
     """withheld → payable if due now, else planned."""
     today = today or timezone.localdate()
     with transaction.atomic():
-        award = (
-            Award.objects.select_for_update(of=("self",))
-            .select_related("pool__programme")
-            .get(pk=tranche.award_id)
-        )
-        tranche = Tranche.objects.select_for_update().get(pk=tranche.pk)
-        city_id = award.pool.programme.city_id
+        award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
         require(actor, Role.FINANCE_OFFICER, city_id)
         if tranche.status != T.WITHHELD:
             check_transition(tranche, T.PLANNED)  # raises, naming the current state
@@ -523,13 +513,7 @@ def decide_milestone_report(
             .select_related("tranche")
             .get(pk=report.pk)
         )
-        award = (
-            Award.objects.select_for_update(of=("self",))
-            .select_related("pool__programme")
-            .get(pk=report.tranche.award_id)
-        )
-        tranche = Tranche.objects.select_for_update().get(pk=report.tranche_id)
-        city_id = award.pool.programme.city_id
+        award, tranche, city_id = _lock_award_tranche(report.tranche.award_id, report.tranche_id)
         require(actor, Role.PROGRAMME_OFFICER, city_id)
         if report.status != MilestoneReport.Status.SUBMITTED:
             raise InvalidInput(_("This report was already %(s)s.") % {"s": report.status})

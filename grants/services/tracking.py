@@ -77,6 +77,19 @@ class Tracked:
     def available(self) -> Decimal:
         return self.cap - self.ledger_committed
 
+    def snapshot(self, taken_at: datetime) -> UsageSnapshot:
+        return UsageSnapshot(
+            pool_id=self.pool_id,
+            taken_at=taken_at,
+            cap=self.cap,
+            committed=self.committed,
+            disbursed=self.disbursed,
+            available=self.cap - self.committed,
+            pipeline=self.pipeline,
+            ledger_committed=self.ledger_committed,
+            ledger_disbursed=self.ledger_disbursed,
+        )
+
 
 @dataclass
 class Condition:
@@ -290,17 +303,9 @@ def track_pool(*, pool_id: int, force: bool = False) -> Tracked:
         if not claimed:
             logger.info("pool %s was tracked by another run meanwhile", pool_id)
             return Tracked(pool_id, ran=False)
-        t.snapshot_id = UsageSnapshot.objects.create(
-            pool_id=pool_id,
-            taken_at=now,
-            cap=t.cap,
-            committed=t.committed,
-            disbursed=t.disbursed,
-            available=t.cap - t.committed,
-            pipeline=t.pipeline,
-            ledger_committed=t.ledger_committed,
-            ledger_disbursed=t.ledger_disbursed,
-        ).pk
+        snapshot = t.snapshot(now)
+        snapshot.save()
+        t.snapshot_id = snapshot.pk
         _write_alerts(t, pool, holding, now)
         t.deliveries += catch_up_money_events(pool, since=row["tracked_at"])
         if t.raised:
@@ -446,19 +451,7 @@ def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
                 _settle_alerts(t, pool, holding, live.get(pool.pk, []), now)
             if pool.programme.city_id in with_money_hooks:
                 t.deliveries += catch_up_money_events(pool, since=pool.tracked_at)
-            snapshots.append(
-                UsageSnapshot(
-                    pool_id=pool.pk,
-                    taken_at=now,
-                    cap=t.cap,
-                    committed=t.committed,
-                    disbursed=t.disbursed,
-                    available=t.cap - t.committed,
-                    pipeline=t.pipeline,
-                    ledger_committed=t.ledger_committed,
-                    ledger_disbursed=t.ledger_disbursed,
-                )
-            )
+            snapshots.append(t.snapshot(now))
             if t.raised:
                 transaction.on_commit(partial(notify_officers, pool_id=pool.pk, alert_ids=list(t.raised)))
             results.append(t)
