@@ -17,8 +17,8 @@ from grants.admin.base import (
     FiscalYearColumn,
     Operation,
     OperationForm,
+    ReadOnlyAdmin,
     ReasonForm,
-    ScopedAdmin,
     money,
     utilisation_bar,
 )
@@ -32,17 +32,9 @@ T = Tranche.Status
 W = Award.Status
 
 
-class FinancialRecordAdmin(ScopedAdmin):
-    """Financial records: created and changed by the services only, never deleted, not even by a superuser."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class FinancialRecordAdmin(ReadOnlyAdmin):
+    """Financial records: created and changed by the services only (through the operations on their pages),
+    never deleted, not even by a superuser."""
 
 
 # --- forms of the operations

@@ -11,10 +11,10 @@ for the same form). A refusal (`DomainError`) is shown with the service's own me
 service call is its own transaction.
 """
 
-import csv
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 from django import forms
@@ -36,6 +36,7 @@ from django.utils.text import capfirst
 from django.utils.translation import get_language, gettext_lazy, gettext_noop
 from django.utils.translation import gettext as _
 
+from grants.api.formats import chunked, csv_text
 from grants.errors import DomainError
 from grants.money import format_money
 from grants.roles import Role, city_ids, has_role, roles_of
@@ -332,24 +333,11 @@ class ScopedAdmin(admin.ModelAdmin):
     def csv_response(self, queryset: QuerySet[Any]) -> StreamingHttpResponse:
         columns = self.csv_columns()
         rows = queryset.values_list(*[lookup for _label, lookup in columns]).iterator(chunk_size=2000)
-        response = StreamingHttpResponse(
-            _csv_lines([label for label, _lookup in columns], rows), content_type="text/csv; charset=utf-8"
-        )
+        # A byte-order mark first, so spreadsheet programs read the Chinese as UTF-8.
+        lines = chain(["\ufeff"], csv_text([str(label) for label, _lookup in columns], rows))
+        response = StreamingHttpResponse(chunked(lines), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{self.opts.model_name}.csv"'
         return response
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(header: list[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
-    """CSV streamed row by row; a byte-order mark first so spreadsheet programs read the Chinese as UTF-8."""
-    writer = csv.writer(_Echo())
-    yield "\ufeff" + writer.writerow(header)
-    for row in rows:
-        yield writer.writerow(["" if v is None else v for v in row])
 
 
 class ReadOnlyAdmin(ScopedAdmin):

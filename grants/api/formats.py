@@ -43,11 +43,16 @@ class _Line:
         return value
 
 
-def csv_lines(report: Report) -> Iterator[str]:
+def csv_text(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    """CSV, one line at a time: the header, then each row with its values as `cell` writes them."""
     writer = csv.writer(_Line(), lineterminator="\n")
-    yield writer.writerow(report.columns)
-    for row in report.rows:
+    yield writer.writerow(header)
+    for row in rows:
         yield writer.writerow([cell(v) for v in row])
+
+
+def csv_lines(report: Report) -> Iterator[str]:
+    return csv_text(report.columns, report.rows)
 
 
 def csv_response(report: Report, filename: str) -> StreamingHttpResponse:
