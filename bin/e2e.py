@@ -494,28 +494,36 @@ def json_logs(name: str) -> list[dict[str, Any]]:
     return records
 
 
+def beat_sweeps() -> list[dict[str, Any]]:
+    return [r for r in json_logs("beat") if "Sending due task track-pools" in r.get("message", "")]
+
+
+def worker_sweeps() -> list[dict[str, Any]]:
+    return [
+        r
+        for r in json_logs("worker")
+        if "grants.sweep_tracking" in r.get("message", "") and "succeeded" in r["message"]
+    ]
+
+
+def wait_for_a_scheduled_sweep() -> None:
+    """Beat's first sweep comes one interval after it started; a fast run's API flow can be over before that."""
+    deadline = time.monotonic() + 60
+    while not (beat_sweeps() and worker_sweeps()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def check_logs() -> str:
     web = json_logs("web")
     lines = [line for line in (LOGS / "web.log").read_text().splitlines() if line.strip()]
     check(len(web) == len(lines), "every line gunicorn and Django wrote is a JSON object")
     access = [r for r in web if r.get("logger") == "gunicorn.access"]
     check(any(str(r.get("path", "")).startswith("/api/v1/") for r in access), "access log records of the API")
-    # Beat's first sweep comes one interval after it started: on a fast run the API flow can finish before that,
-    # so give it a few intervals.
-    deadline = time.monotonic() + 60
-    while True:
-        worker = json_logs("worker")
-        sent = [r for r in json_logs("beat") if "Sending due task track-pools" in r.get("message", "")]
-        swept = [
-            r
-            for r in worker
-            if "grants.sweep_tracking" in r.get("message", "") and "succeeded" in r["message"]
-        ]
-        if (sent and swept) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    worker = json_logs("worker")
     check(any("succeeded" in r.get("message", "") for r in worker), "the worker logged finished jobs as JSON")
+    sent = beat_sweeps()
     check(bool(sent), "beat queued the tracking sweep")
+    swept = worker_sweeps()
     check(bool(swept), "the worker ran the sweep beat queued")
     return (
         f"structured logs: {len(web)} JSON records from web ({len(access)} access), {len(worker)} from the worker; "
@@ -612,6 +620,7 @@ def main() -> int:
         )
         step(f"ready after {time.monotonic() - started:.1f} s")
         done = exercise(base, password, env, processes)
+        wait_for_a_scheduled_sweep()
         processes.check_alive()
         codes = processes.stop()
         check(all(code == 0 for code in codes.values()), f"every process stops cleanly on SIGTERM: {codes}")
