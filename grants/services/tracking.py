@@ -322,8 +322,16 @@ def _write_alerts(t: Tracked, pool: FundingPool, holding: list[Condition], now: 
 
 
 def _settle_alerts(
-    t: Tracked, pool: FundingPool, holding: list[Condition], live: list[BudgetAlert], now: datetime
+    t: Tracked,
+    pool: FundingPool,
+    holding: list[Condition],
+    live: list[BudgetAlert],
+    now: datetime,
+    *,
+    new_alerts: list[BudgetAlert] | None = None,
 ) -> None:
+    """With `new_alerts`, the alerts to raise are appended to it, unsaved, for the caller to insert in bulk (the
+    batch holds the pool rows' locks, so no other run can raise them meanwhile)."""
     pool_id = pool.pk
     keys = {(c.kind, c.subject) for c in holding}
     live_keys = set()
@@ -334,6 +342,19 @@ def _settle_alerts(
             t.cleared.append(alert.pk)
     for c in holding:
         if (c.kind, c.subject) in live_keys:
+            continue
+        if new_alerts is not None:
+            new_alerts.append(
+                BudgetAlert(
+                    pool_id=pool_id,
+                    kind=c.kind,
+                    severity=c.severity,
+                    subject=c.subject,
+                    message=c.message[:500],
+                    figures=c.figures,
+                    raised_at=now,
+                )
+            )
             continue
         try:
             with transaction.atomic():
@@ -359,7 +380,7 @@ def _settle_alerts(
 
 
 # Pools per transaction of the scheduled sweep: their rows stay locked (approvals in them wait) for one batch.
-SWEEP_BATCH = 200
+SWEEP_BATCH = 250
 
 
 def _signed(plus: str, minus: str) -> Case:
@@ -431,6 +452,7 @@ def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
         with_money_hooks = {c for c in cities if webhooks.endpoints_for(c, MONEY_MOVED)}
 
         snapshots = []
+        new_alerts: list[BudgetAlert] = []
         for pool in pools:
             ledger = sums.get(pool.pk, {"committed": ZERO, "disbursed": ZERO})
             years = allotments.get(pool.pk, {})
@@ -448,13 +470,28 @@ def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
             )
             holding = conditions(t, pool.thresholds())
             if holding or live.get(pool.pk):
-                _settle_alerts(t, pool, holding, live.get(pool.pk, []), now)
+                _settle_alerts(t, pool, holding, live.get(pool.pk, []), now, new_alerts=new_alerts)
             if pool.programme.city_id in with_money_hooks:
                 t.deliveries += catch_up_money_events(pool, since=pool.tracked_at)
             snapshots.append(t.snapshot(now))
-            if t.raised:
-                transaction.on_commit(partial(notify_officers, pool_id=pool.pk, alert_ids=list(t.raised)))
             results.append(t)
+        by_pool = {t.pool_id: t for t in results}
+        pools_by_id = {p.pk: p for p in pools}
+        with_alert_hooks = {c for c in cities if webhooks.endpoints_for(c, "budget.alert")}
+        for alert in BudgetAlert.objects.bulk_create(new_alerts):
+            t = by_pool[alert.pool_id]
+            t.raised.append(alert.pk)
+            pool = pools_by_id[alert.pool_id]
+            if pool.programme.city_id in with_alert_hooks:
+                t.deliveries += webhooks.fan_out(
+                    city_id=pool.programme.city_id,
+                    event="budget.alert",
+                    event_id=f"alert-{alert.pk}",
+                    payload=alert_payload(alert, pool),
+                )
+        for t in results:
+            if t.raised:
+                transaction.on_commit(partial(notify_officers, pool_id=t.pool_id, alert_ids=list(t.raised)))
         for t, snapshot in zip(results, UsageSnapshot.objects.bulk_create(snapshots), strict=True):
             t.snapshot_id = snapshot.pk
         FundingPool.objects.filter(pk__in=ids).update(tracked_at=now, tracking_due_at=None)
