@@ -151,7 +151,7 @@ def track_pools(pool_ids: list[int]) -> dict[str, Any]:
 
 
 # Pools per queued sweep job: a few jobs let several workers share a large sweep.
-SWEEP_CHUNK = 250
+SWEEP_CHUNK = 1000
 
 
 @shared_task(name="grants.sweep_tracking", **RETRY)

@@ -379,16 +379,10 @@ def _settle_alerts(
         )
 
 
-# Pools per transaction of the scheduled sweep: their rows stay locked (approvals in them wait) for one batch.
-SWEEP_BATCH = 250
-
-
-def _signed(plus: str, minus: str) -> Case:
-    return Case(
-        When(kind=plus, then=F("amount")),
-        When(kind=minus, then=-F("amount")),
-        default=Value(ZERO),
-    )
+# Pools per transaction of the scheduled sweep. Their rows stay locked for the batch (about half a second for a
+# thousand pools on a small machine): an approval in one of them waits that long, once per sweep of the pool. The
+# ledger aggregate is one GROUP BY for the whole batch; smaller batches pay a filtered scan of the ledger each.
+SWEEP_BATCH = 1000
 
 
 def track_pools(*, pool_ids: Iterable[int], now: datetime | None = None) -> list[Tracked]:
@@ -423,16 +417,18 @@ def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
         if not pools:
             return []
         ids = [p.pk for p in pools]
-        sums = {
-            r["pool_id"]: r
-            for r in LedgerEntry.objects.filter(pool_id__in=ids)
-            .values("pool_id")
-            .annotate(
-                committed=Sum(_signed(Kind.COMMIT, Kind.DECOMMIT), default=ZERO),
-                disbursed=Sum(_signed(Kind.DISBURSE, Kind.RECOVER), default=ZERO),
-            )
+        # The same GROUP BY as a plain ledger total (pool, kind): the signs are applied here, per row of the result.
+        sums: dict[int, dict[str, Decimal]] = {}
+        for pool_id, kind, total in (
+            LedgerEntry.objects.filter(pool_id__in=ids)
+            .values("pool_id", "kind")
+            .annotate(total=Sum("amount"))
             .order_by()
-        }
+            .values_list("pool_id", "kind", "total")
+        ):
+            pool_sums = sums.setdefault(pool_id, {"committed": ZERO, "disbursed": ZERO})
+            measure = "committed" if kind in (Kind.COMMIT, Kind.DECOMMIT) else "disbursed"
+            pool_sums[measure] += total if kind in (Kind.COMMIT, Kind.DISBURSE) else -total
         pipelines = dict(
             Application.objects.filter(pool_id__in=ids, status__in=PIPELINE_STATUSES)
             .values("pool_id")
