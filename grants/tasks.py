@@ -150,7 +150,7 @@ def track_pools(pool_ids: list[int]) -> dict[str, Any]:
     return {"pools": len(pool_ids), "tracked": len(results), "raised": sum(len(r.raised) for r in results)}
 
 
-# Pools per queued sweep job: a few jobs let several workers share a large sweep.
+# Pools per queued sweep job: a sweep of more pools than this is shared out among the workers.
 SWEEP_CHUNK = 1000
 
 
