@@ -28,36 +28,8 @@ from decimal import Decimal
 import psycopg
 from stdnum.cn import uscc
 
-CITIES = [
-    (
-        "SH",
-        "Shanghai",
-        "上海",
-        "Shanghai Municipal Commission of Economy and Informatization",
-        "上海市经济和信息化委员会",
-    ),
-    (
-        "HZ",
-        "Hangzhou",
-        "杭州",
-        "Hangzhou Municipal Bureau of Economy and Information Technology",
-        "杭州市经济和信息化局",
-    ),
-    (
-        "SZ",
-        "Shenzhen",
-        "深圳",
-        "Shenzhen Municipal Bureau of Industry and Information Technology",
-        "深圳市工业和信息化局",
-    ),
-    (
-        "BJ",
-        "Beijing",
-        "北京",
-        "Beijing Municipal Bureau of Economy and Information Technology",
-        "北京市经济和信息化局",
-    ),
-]
+from cities.data import CITIES
+
 POOLS_PER_PROGRAMME = 10
 TRANCHES_PER_AWARD = 5
 POOL_CAP = Decimal("2000000000.00")

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from stdnum.cn import uscc
 
+from cities.data import CITIES
 from cities.models import City, StaffScope
 from grants import services
 from grants.models import FundingPool, Institution, InstitutionMember, Programme
@@ -21,37 +22,6 @@ from grants.roles import Role
 
 TZ = ZoneInfo("Asia/Shanghai")
 M = Decimal(1_000_000)
-
-CITIES = [
-    (
-        "SH",
-        "Shanghai",
-        "上海",
-        "Shanghai Municipal Commission of Economy and Informatization",
-        "上海市经济和信息化委员会",
-    ),
-    (
-        "HZ",
-        "Hangzhou",
-        "杭州",
-        "Hangzhou Municipal Bureau of Economy and Information Technology",
-        "杭州市经济和信息化局",
-    ),
-    (
-        "SZ",
-        "Shenzhen",
-        "深圳",
-        "Shenzhen Municipal Bureau of Industry and Information Technology",
-        "深圳市工业和信息化局",
-    ),
-    (
-        "BJ",
-        "Beijing",
-        "北京",
-        "Beijing Municipal Bureau of Economy and Information Technology",
-        "北京市经济和信息化局",
-    ),
-]
 
 
 @dataclass
