@@ -120,17 +120,24 @@ def query_params(request_params: Any) -> dict[str, Any]:
     return {k: (v if len(v) > 1 else v[0]) for k, v in request_params.lists()}
 
 
+def in_places(qs: QuerySet[Any], p: Mapping[str, Any], *, pool: str) -> QuerySet[Any]:
+    """Filter by the `city`, `programme` and `pool` parameters. `pool` is the lookup path from the queryset's
+    model to its pool ("" when the queryset is of pools)."""
+    to_pool = f"{pool}__" if pool else ""
+    if p.get("city"):
+        qs = qs.filter(**{f"{to_pool}programme__city__code__in": [c.upper() for c in p["city"]]})
+    if p.get("programme"):
+        qs = qs.filter(**{f"{to_pool}programme_id__in": p["programme"]})
+    if p.get("pool"):
+        qs = qs.filter(**{f"{pool}_id__in" if pool else "pk__in": p["pool"]})
+    return qs
+
+
 # --- Disbursement report --------------------------------------------------------------------------------------
 
 
 def _scoped_tranches(user: Any, p: Mapping[str, Any]) -> QuerySet[Tranche]:
-    qs = selectors.tranches(user)
-    if p.get("city"):
-        qs = qs.filter(award__pool__programme__city__code__in=[c.upper() for c in p["city"]])
-    if p.get("programme"):
-        qs = qs.filter(award__pool__programme_id__in=p["programme"])
-    if p.get("pool"):
-        qs = qs.filter(award__pool_id__in=p["pool"])
+    qs = in_places(selectors.tranches(user), p, pool="award__pool")
     if p.get("institution"):
         qs = qs.filter(award__institution_id__in=p["institution"])
     if p.get("fiscal_year"):
@@ -263,13 +270,7 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     both on maintained counters (pools with their pipeline, allotments): the report costs the same with a
     million tranches as with ten thousand. Tranche sums per year are the disbursement report's."""
     p = parse(BudgetParams, params)
-    qs = selectors.pools(user)
-    if p.get("city"):
-        qs = qs.filter(programme__city__code__in=[c.upper() for c in p["city"]])
-    if p.get("programme"):
-        qs = qs.filter(programme_id__in=p["programme"])
-    if p.get("pool"):
-        qs = qs.filter(pk__in=p["pool"])
+    qs = in_places(selectors.pools(user), p, pool="")
     if p.get("category"):
         qs = qs.filter(category__in=p["category"])
     pipeline = (
@@ -429,13 +430,7 @@ def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     transactions. Two queries."""
     p = parse(GivingParams, params)
     prefix = settings.GRANTS_360G_PREFIX
-    qs = selectors.awards(user).select_related("application", "institution__city")
-    if p.get("city"):
-        qs = qs.filter(pool__programme__city__code__in=[c.upper() for c in p["city"]])
-    if p.get("programme"):
-        qs = qs.filter(pool__programme_id__in=p["programme"])
-    if p.get("pool"):
-        qs = qs.filter(pool_id__in=p["pool"])
+    qs = in_places(selectors.awards(user).select_related("application", "institution__city"), p, pool="pool")
     if p.get("status"):
         qs = qs.filter(status__in=p["status"])
     if p.get("awarded_from"):
