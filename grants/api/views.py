@@ -2,6 +2,7 @@
 that scopes the object to the caller (404 outside scope), checks the role (403), parses the body (400), calls one
 service and serialises the result. Money never moves here: the services do it."""
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import User
@@ -137,11 +138,12 @@ def parse(serializer_class: type[serializers.Serializer], request: Request) -> d
 # --- Listings -------------------------------------------------------------------------------------------------
 
 
-class ScopedViewSet(BodyLimitMixin, viewsets.ReadOnlyModelViewSet):
+class ScopedViewSet(BodyLimitMixin, viewsets.ReadOnlyModelViewSet, metaclass=ABCMeta):
     pagination_class: Any = Pages
 
+    @abstractmethod
     def scoped(self, user: Any) -> QuerySet[Any]:
-        raise NotImplementedError
+        """The objects the user may see (a selector)."""
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.scoped(self.request.user)
@@ -450,21 +452,24 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
 # --- Actions --------------------------------------------------------------------------------------------------
 
 
-class ActionApi(BodyLimitMixin, APIView):
+class ActionApi(BodyLimitMixin, APIView, metaclass=ABCMeta):
     """POST /<resource>/{id}/<action>/: scope (404), role (403), body (400), one service call, the result."""
 
     input_serializer: ClassVar[type[serializers.Serializer[Any]]] = s.EmptyInput
     output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]]
     success_status: ClassVar[int] = 200
 
+    @abstractmethod
     def scoped(self, user: Any) -> QuerySet[Any]:
-        raise NotImplementedError
+        """The objects the user may act on; anything else is a 404."""
 
+    @abstractmethod
     def permit(self, user: Any, obj: Any) -> None:
-        raise NotImplementedError
+        """Raise NotPermitted (403) unless the user holds the role the action needs."""
 
+    @abstractmethod
     def perform(self, obj: Any, data: dict[str, Any], user: Any, key: str | None) -> Model:
-        raise NotImplementedError
+        """Call the one service function of the action and return its result."""
 
     def post(self, request: Request, pk: int) -> Response:
         obj = get_object_or_404(self.scoped(request.user), pk=pk)
