@@ -1,5 +1,6 @@
 """Calls, applications, attachments, submission, the award and milestone reports."""
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -178,26 +179,35 @@ def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
-def application_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    application = selectors.application_for(request.user, pk)
+def _confirm(
+    request: HttpRequest,
+    application: Any,
+    act: Callable[[], object],
+    *,
+    done: str,
+    then: HttpResponse,
+    title: str,
+    explanation: str,
+    button: str,
+) -> HttpResponse:
+    """A confirmation page; on POST, one service call, its refusal shown on the same page."""
     error = ""
     if request.method == "POST":
         try:
-            services.delete_draft(application=application, actor=current_user(request))
+            act()
         except DomainError as exc:
             error = exc.message
         else:
-            messages.success(request, _("The draft is deleted."))
-            return redirect("portal:applications")
+            messages.success(request, done)
+            return then
     return render(
         request,
         "portal/confirm.html",
         {
             "application": application,
-            "title": _("Delete this draft?"),
-            "explanation": _("The draft and its attachments are removed for good."),
-            "button": _("Delete the draft"),
+            "title": title,
+            "explanation": explanation,
+            "button": button,
             "error": error,
         },
         status=400 if error else 200,
@@ -205,28 +215,32 @@ def application_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def application_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    application = selectors.application_for(request.user, pk)
+    return _confirm(
+        request,
+        application,
+        lambda: services.delete_draft(application=application, actor=current_user(request)),
+        done=_("The draft is deleted."),
+        then=redirect("portal:applications"),
+        title=_("Delete this draft?"),
+        explanation=_("The draft and its attachments are removed for good."),
+        button=_("Delete the draft"),
+    )
+
+
+@login_required
 def application_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
     application = selectors.application_for(request.user, pk)
-    error = ""
-    if request.method == "POST":
-        try:
-            services.withdraw_application(application=application, actor=current_user(request))
-        except DomainError as exc:
-            error = exc.message
-        else:
-            messages.success(request, _("The application is withdrawn."))
-            return redirect("portal:application", pk=pk)
-    return render(
+    return _confirm(
         request,
-        "portal/confirm.html",
-        {
-            "application": application,
-            "title": _("Withdraw this application?"),
-            "explanation": _("A withdrawn application cannot be submitted again; you would start a new one."),
-            "button": _("Withdraw the application"),
-            "error": error,
-        },
-        status=400 if error else 200,
+        application,
+        lambda: services.withdraw_application(application=application, actor=current_user(request)),
+        done=_("The application is withdrawn."),
+        then=redirect("portal:application", pk=pk),
+        title=_("Withdraw this application?"),
+        explanation=_("A withdrawn application cannot be submitted again; you would start a new one."),
+        button=_("Withdraw the application"),
     )
 
 
