@@ -29,6 +29,7 @@ from grants.admin.base import (
     NoteForm,
     Operation,
     OperationForm,
+    ReadOnlyInline,
     ScopedAdmin,
     city_scope,
     money,
@@ -94,7 +95,7 @@ def _open(app: Application) -> bool:
     return app.status in (S.SUBMITTED, S.UNDER_REVIEW)
 
 
-class ReviewInline(admin.TabularInline):
+class ReviewInline(ReadOnlyInline):
     model = Review
     fields = (
         "reviewer",
@@ -106,32 +107,16 @@ class ReviewInline(admin.TabularInline):
         "submitted_at",
     )
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=gettext_lazy("recommended amount"))
     def recommended_(self, review: Review) -> str:
         return money(review.recommended_amount)
 
 
-class AttachmentInline(admin.TabularInline):
+class AttachmentInline(ReadOnlyInline):
     model = Attachment
     fields = ("original_name", "content_type", "size", "uploaded_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StatusFilter(admin.SimpleListFilter):

@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
@@ -18,6 +17,7 @@ from grants.admin.base import (
     Operation,
     OperationForm,
     ReadOnlyAdmin,
+    ReadOnlyInline,
     ReasonForm,
     money,
     utilisation_bar,
@@ -82,7 +82,7 @@ class DecisionNoteForm(OperationForm):
 # --- Awards
 
 
-class TrancheInline(FiscalYearColumn, admin.TabularInline):
+class TrancheInline(FiscalYearColumn, ReadOnlyInline):
     model = Tranche
     fields = (
         "sequence",
@@ -95,15 +95,7 @@ class TrancheInline(FiscalYearColumn, admin.TabularInline):
         "payment_reference",
     )
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=gettext_lazy("amount"))
     def amount_(self, tranche: Tranche) -> str:

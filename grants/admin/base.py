@@ -340,6 +340,19 @@ class ScopedAdmin(admin.ModelAdmin):
         return response
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Related records shown on a page, changed only through the services."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ReadOnlyAdmin(ScopedAdmin):
     """Records nobody edits or deletes in the admin: the ledger, audit events, snapshots, deliveries."""
 
