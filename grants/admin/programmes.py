@@ -25,22 +25,16 @@ from grants.admin.base import FiscalYearColumn, ScopedAdmin, money, utilisation_
 from grants.errors import DomainError
 from grants.models import Application, FiscalYearAllotment, FundingPool, Programme
 from grants.money import ZERO
-from grants.services.pools import caps_problem, set_allotment, set_pool_cap
+from grants.services.pools import (
+    PROGRAMME_FIELDS,
+    caps_problem,
+    save_programme,
+    set_allotment,
+    set_pool_cap,
+    total_problem,
+)
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
-PROGRAMME_FIELDS = (
-    "code",
-    "name_en",
-    "name_zh",
-    "total_budget",
-    "first_fiscal_year",
-    "last_fiscal_year",
-    "opens_at",
-    "closes_at",
-    "status",
-    "policy_title",
-    "policy_url",
-)
 
 
 def figures_table(rows: list[tuple[Any, Any]], bar: SafeString | None = None) -> SafeString:
@@ -67,20 +61,10 @@ class ProgrammeForm(forms.ModelForm):
         if self.instance.pk and total is not None:
             # Locked until the save commits (the admin runs the whole change in one transaction): no pool cap can
             # grow meanwhile, since set_pool_cap locks the programme first.
-            programme = Programme.objects.select_for_update().get(pk=self.instance.pk)
-            caps = programme.pools.aggregate(s=Sum("cap", default=ZERO))["s"]
-            if total < caps:
-                self.add_error(
-                    "total_budget",
-                    _("The pools' caps already sum to %(caps)s; the total cannot be less.")
-                    % {"caps": money(caps)},
-                )
-            elif total < programme.committed:
-                self.add_error(
-                    "total_budget",
-                    _("%(c)s is already committed; the total cannot be less.")
-                    % {"c": money(programme.committed)},
-                )
+            Programme.objects.select_for_update().filter(pk=self.instance.pk).exists()
+            problem = total_problem(self.instance.pk, total)
+            if problem:
+                self.add_error("total_budget", problem)
         return data
 
 
@@ -158,16 +142,7 @@ class ProgrammeAdmin(ScopedAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Programme, form: Any, change: bool) -> None:
-        before = audit.snapshot(Programme.objects.get(pk=obj.pk), PROGRAMME_FIELDS) if change else None
-        super().save_model(request, obj, form, change)
-        audit.record(
-            actor=request.user,
-            action="programme.change" if change else "programme.create",
-            obj=obj,
-            city_id=obj.city_id,
-            before=before,
-            after=audit.snapshot(obj, PROGRAMME_FIELDS),
-        )
+        save_programme(programme=obj, actor=request.user)  # type: ignore[arg-type]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # budgets are financial records

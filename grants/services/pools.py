@@ -33,6 +33,64 @@ def caps_problem(programme: Programme, cap: Decimal, *, exclude_pool_id: int | N
     return None
 
 
+PROGRAMME_FIELDS = (
+    "code",
+    "name_en",
+    "name_zh",
+    "total_budget",
+    "first_fiscal_year",
+    "last_fiscal_year",
+    "opens_at",
+    "closes_at",
+    "status",
+    "policy_title",
+    "policy_url",
+)
+
+
+def total_problem(programme_id: int, total: Decimal) -> str | None:
+    """Why a programme's total budget cannot be `total`, or None: never below its pools' caps (level 6 of §4
+    holds only while they fit) nor below what is committed. The caller holds the programme's lock."""
+    programme = Programme.objects.get(pk=programme_id)
+    caps = programme.pools.aggregate(s=Sum("cap", default=ZERO))["s"]
+    if total < caps:
+        return _("The pools' caps already sum to %(caps)s; the total cannot be less.") % {
+            "caps": f"{caps:,.2f}"
+        }
+    if total < programme.committed:
+        return _("%(c)s is already committed; the total cannot be less.") % {
+            "c": f"{programme.committed:,.2f}"
+        }
+    return None
+
+
+def save_programme(*, programme: Programme, actor: User) -> Programme:
+    """Create or change a programme from its edited fields (never its committed counter). Locks the programme, so
+    no pool cap can grow while its total is checked."""
+    with transaction.atomic():
+        require(actor, Role.PROGRAMME_OFFICER, programme.city_id)
+        before = None
+        if programme.pk:
+            current = Programme.objects.select_for_update().get(pk=programme.pk)
+            before = audit.snapshot(current, PROGRAMME_FIELDS)
+            problem = total_problem(programme.pk, programme.total_budget)
+            if problem:
+                raise InvalidInput(problem, fields={"total_budget": [problem]})
+            programme.save(update_fields=[*PROGRAMME_FIELDS, "city"])
+        else:
+            programme.committed = ZERO
+            programme.save()
+        audit.record(
+            actor=actor,
+            action="programme.change" if before else "programme.create",
+            obj=programme,
+            city_id=programme.city_id,
+            before=before,
+            after=audit.snapshot(programme, PROGRAMME_FIELDS),
+        )
+    return programme
+
+
 def set_pool_cap(*, pool: FundingPool, actor: User, cap: Decimal) -> FundingPool:
     """Change a pool's cap: not below what is committed or allotted, not beyond the programme total.
     Locks the programme, then the pool."""
