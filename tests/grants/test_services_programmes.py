@@ -35,6 +35,7 @@ def test_a_programme_change_is_audited_and_keeps_its_counter(sh_programme, alice
     saved = Programme.objects.get(pk=sh_programme.pk)
     assert (saved.total_budget, saved.committed) == (Decimal("1200000000"), Decimal("0"))
     event = AuditEvent.objects.get(action="programme.change")
+    assert event.before is not None and event.after is not None
     assert event.before["total_budget"] == "1000000000.00" and event.after["total_budget"] == "1200000000"
 
 
