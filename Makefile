@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export SECRET_KEY ?= insecure-local-key-for-development-and-tests-only
 
-.PHONY: run test install lint typecheck pytest messages e2e bench clean
+.PHONY: run test install lint typecheck pytest messages e2e ops-drill bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,16 @@ typecheck: install
 pytest: install
 	$(PY) -m pytest
 
-# End-to-end run of gunicorn, a worker and beat against DATABASE_URL and REDIS_URL (see .ci/run).
+# End-to-end run of gunicorn, a worker and beat against DATABASE_URL and REDIS_URL (see .ci/run), then the
+# operations drill: metrics scraped around an approval, and a backup restored and proved consistent.
 e2e: install messages
 	bin/e2e
+	$(PY) bin/ops_drill.py
+
+# Metrics scraped around an approval through gunicorn, then pg_dump, pg_restore and the restored copy proved
+# consistent (bin/ops_drill.py); against DATABASE_URL, and REDIS_URL if set.
+ops-drill: install
+	$(PY) bin/ops_drill.py
 
 # Benchmarks against this machine's PostgreSQL and Redis; prints ratios and writes bench/results/latest.json.
 bench: install

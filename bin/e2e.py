@@ -7,8 +7,9 @@ header, JSON logs. Then it drives the service over HTTP as its users would, chec
 and stops every process it started, whatever happens. Exit status 0 only if every step passed.
 
 Environment: DATABASE_URL (postgres://..., the run creates and drops its own database E2E_DATABASE, default
-grants_e2e, on that server) and REDIS_URL (the run uses its own database numbers on that server, default 15 for the
-broker and 14 for the cache, and empties them first). Logs of the processes: artifacts/e2e/.
+grants_e2e, on that server). Redis is the run's own redis-server on a free port, the broker and the cache on it as
+in docker-compose.yml, because the run stops it during approvals: no request may fail and no notice be lost.
+Logs of the processes: artifacts/e2e/.
 
 `bin/e2e.py --print-commands` prints the commands it runs, as JSON.
 """
@@ -23,6 +24,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +39,7 @@ from contextlib import suppress
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,10 +99,101 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def empty_redis(url: str) -> None:
-    import redis
+class OwnRedis:
+    """A redis-server of the run's own, without persistence: after a stop it comes back empty, as after losing its
+    disk, so whatever was queued before is gone too."""
 
-    redis.Redis.from_url(url).flushdb()
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder = port, folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        step(f"start redis-server on port {self.port}")
+        self.process = subprocess.Popen(  # noqa: S603
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not self.answers():
+            check(time.monotonic() < deadline, f"redis-server on port {self.port} did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+class WebhookReceiver:
+    """Records the event ids of the webhooks it receives (a city's integration, on this machine), over HTTPS as
+    production sends them, with a self-signed certificate for 127.0.0.1 that the run's processes trust through
+    SSL_CERT_FILE."""
+
+    def __init__(self, folder: Path) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        events = self.events = []  # type: list[tuple[str, str]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                events.append(
+                    (self.headers.get("X-Grants-Event", ""), self.headers.get("X-Grants-Event-Id", ""))
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.certificate, key = folder / "receiver-cert.pem", folder / "receiver-key.pem"
+        subprocess.run(  # noqa: S603
+            ["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.certificate)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(self.certificate, key)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def money_moved(self) -> list[str]:
+        return [event_id for event, event_id in self.events if event == "money.moved"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Outage(NamedTuple):
+    """What the run needs to stop Redis and see what comes out: its own Redis and a webhook receiver."""
+
+    redis: OwnRedis
+    receiver: WebhookReceiver
 
 
 def free_port() -> int:
@@ -288,7 +381,9 @@ def new_credit_code() -> str:
     return body + uscc.calc_check_digit(body)
 
 
-def exercise(base: str, password: str, env: dict[str, str], processes: Processes) -> list[str]:
+def exercise(
+    base: str, password: str, env: dict[str, str], processes: Processes, outage: Outage
+) -> list[str]:
     """Drive the service as its users would. Returns what was exercised."""
     done: list[str] = []
     anonymous = Client(base)
@@ -467,10 +562,147 @@ def exercise(base: str, password: str, env: dict[str, str], processes: Processes
         "the tracking job (queued after the payment commits, and by beat) wrote a usage snapshot with the new figures"
     )
 
+    done.append(redis_outage(base, password, env, processes, pool["id"], outage))
+
     ready = anonymous.expect(anonymous.get("/readyz", proxied=False), 200, "/readyz at the end")
     check(all(v.startswith("ok") for v in ready["checks"].values()), f"/readyz {ready}")
     done.append("/readyz still ready at the end")
     return done
+
+
+OUTAGE_APPLICATIONS = 8
+
+
+def redis_outage(
+    base: str, password: str, env: dict[str, str], processes: Processes, pool_id: int, outage: Outage
+) -> str:
+    """Stop Redis (broker and cache) and go on working over HTTP: institutions registered, applications drafted,
+    submitted, reviewed and approved. No request may fail. Start Redis again, empty: every approval's money-moved
+    webhook must arrive, once, and tracking must catch up, with the default drain schedule."""
+    import psycopg
+
+    redis, receiver = outage.redis, outage.receiver
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        # What an administrator does in the admin: Shanghai's money-moved events to the city's integration.
+        conn.execute(
+            "INSERT INTO grants_webhookendpoint (city_id, url, secret, events, active, created_at) "
+            "SELECT id, %s, 'e2e-secret', '[\"money.moved\"]'::jsonb, true, now() FROM cities_city WHERE code = 'SH'",
+            (receiver.url,),
+        )
+    tokens: dict[str, Client] = {}
+    for name in ("applicant1", "sh_officer", "reviewer1"):
+        basic = Client(base, basic=(name, password))
+        body = basic.expect(basic.post("/api/v1/tokens/", {"name": "outage"}), 201, f"token for {name}")
+        tokens[name] = Client(base, token=body["key"])
+        if name == "reviewer1":
+            reviewer_id = int(body["user"])
+    applicant, officer, reviewer = tokens["applicant1"], tokens["sh_officer"], tokens["reviewer1"]
+
+    step("stop Redis (the broker and the cache)")
+    redis.stop()
+    statuses: list[int] = []
+
+    def send(client: Client, method: str, path: str, body: Any = None) -> Response:
+        try:
+            answer = client.request(method, path, body, headers={"Idempotency-Key": str(uuid.uuid4())})
+        except OSError as error:
+            statuses.append(0)
+            raise Failed(f"{method} {path} with Redis down: {error}") from error
+        statuses.append(answer.status)
+        return answer
+
+    ready = send(Client(base), "GET", "/readyz")
+    check(ready.status == 503 and ready.json()["checks"]["cache"].startswith("failed"), f"/readyz {ready!r}")
+    statuses.pop()  # the probe is right to answer 503
+    started = time.monotonic()
+    awards = []
+    for _ in range(OUTAGE_APPLICATIONS):
+        body = {
+            "name_en": "E2E Outage Lab",
+            "credit_code": new_credit_code(),
+            "type": "startup",
+            "city": "SH",
+        }
+        institution = send(applicant, "POST", "/api/v1/institutions/", body).json()
+        draft = send(applicant, "POST", "/api/v1/applications/", {
+            "institution": institution["id"], "pool": pool_id, "title": "Compute during an outage",
+            "summary": "Approved while Redis is down.", "eligible_cost": "1000000.00",
+            "requested_amount": "300000.00", "duration_years": 1, "proposed_start": date.today().isoformat(),
+        }).json()  # fmt: skip
+        path = f"/api/v1/applications/{draft['id']}/"
+        send(applicant, "POST", path + "submit/")
+        send(officer, "POST", path + "assign-reviewers/", {"reviewers": [reviewer_id]})
+        send(reviewer, "POST", path + "review/", {
+            "technical_merit": 4, "feasibility": 4, "impact": 5, "recommendation": "fund", "comment": "Sound.",
+        })  # fmt: skip
+        approved = send(officer, "POST", path + "approve/", {"milestone_gated": False})
+        check(approved.status == 201, f"approval with Redis down: {approved!r}")
+        awards.append(approved.json()["id"])
+    failed = sum(1 for status in statuses if status == 0 or status >= 500)
+    step(f"Redis down for {time.monotonic() - started:.1f} s: {failed} of {len(statuses)} requests failed")
+    check(failed == 0, f"requests failed with Redis down: {statuses}")
+
+    redis.start()
+    returned = time.monotonic()
+    expected = commit_events(env["DATABASE_URL"], awards)
+    check(len(expected) == len(awards), f"one commit posting per award: {expected}")
+    wait_for(
+        "every money-moved webhook of the approvals made while Redis was down",
+        lambda: expected <= set(receiver.money_moved()),
+        JOB_TIMEOUT,
+        processes,
+    )
+    delivered = time.monotonic() - returned
+    returned_at = time.time() - delivered
+    wait_for(
+        "tracking of the pool to catch up",
+        lambda: pool_caught_up(env["DATABASE_URL"], pool_id, returned_at=returned_at),
+        JOB_TIMEOUT,
+        processes,
+    )
+    tracked = time.monotonic() - returned
+    events = receiver.money_moved()
+    check(len(events) == len(set(events)), f"a money-moved event arrived twice: {events}")
+    check(pending_notices(env["DATABASE_URL"]) == 0, "notices left unsent in the outbox")
+    return (
+        f"Redis stopped during approvals: {failed} of {len(statuses)} requests failed ({len(awards)} approvals); "
+        f"{len(expected & set(events))} of {len(awards)} notices delivered {delivered:.1f} s after it returned, "
+        f"tracking caught up after {tracked:.1f} s"
+    )
+
+
+def commit_events(database_url: str, award_ids: list[int]) -> set[str]:
+    """The money-moved event ids of the awards' approvals: a posting is named by its first ledger entry."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT min(id) FROM grants_ledgerentry WHERE award_id = ANY(%s) AND kind = 'commit' GROUP BY award_id",
+            (award_ids,),
+        ).fetchall()
+    return {f"ledger-{row[0]}" for row in rows}
+
+
+def pool_caught_up(database_url: str, pool_id: int, *, returned_at: float) -> bool:
+    """A usage snapshot of the pool taken after Redis returned agrees with its counters, and nothing is due."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT s.ledger_committed = p.committed AND p.tracking_due_at IS NULL FROM grants_fundingpool p "
+            "JOIN grants_usagesnapshot s ON s.pool_id = p.id WHERE p.id = %s AND s.taken_at >= to_timestamp(%s) "
+            "ORDER BY s.taken_at DESC LIMIT 1",
+            (pool_id, returned_at),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def pending_notices(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM grants_outboxmessage WHERE sent_at IS NULL").fetchone()
+    return int(row[0]) if row else -1
 
 
 def latest_snapshot(database_url: str, pool_id: int, disbursed: Decimal) -> dict[str, Any] | None:
@@ -544,21 +776,21 @@ def main() -> int:
         return 0
 
     database_server = os.environ.get("DATABASE_URL", "")
-    redis_server = os.environ.get("REDIS_URL", "")
-    if not database_server.startswith("postgres") or not redis_server.startswith("redis"):
+    if not database_server.startswith("postgres") or shutil.which("redis-server") is None:
         print(
-            "bin/e2e needs DATABASE_URL=postgres://... and REDIS_URL=redis://... (see .ci/run).",
+            "bin/e2e needs DATABASE_URL=postgres://... and redis-server installed (see .ci/run).",
             file=sys.stderr,
         )
         return 2
 
     LOGS.mkdir(parents=True, exist_ok=True)
     database_name = os.environ.get("E2E_DATABASE", "grants_e2e")
-    broker = with_path(redis_server, "/" + os.environ.get("E2E_REDIS_DB", "15"))
-    cache = with_path(redis_server, "/" + os.environ.get("E2E_CACHE_DB", "14"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     scratch = Path(tempfile.mkdtemp(prefix="grants-e2e-"))
+    outage = Outage(OwnRedis(free_port(), scratch), WebhookReceiver(scratch))
+    # As docker-compose.yml has it: the broker and the cache on one Redis.
+    broker, cache = outage.redis.url + "/0", outage.redis.url + "/1"
     drop_on_success = not args.keep
 
     # Stop cleanly on Ctrl-C or a CI timeout as on any other failure: the finally below does the work.
@@ -592,6 +824,10 @@ def main() -> int:
             "WEB_CONCURRENCY": "2",
             "CELERY_WORKER_CONCURRENCY": "2",
             "LOG_FORMAT": "json",
+            # The run's webhook receiver listens on loopback, which webhooks refuse unless allowed, and speaks
+            # HTTPS with a certificate of its own that the processes are made to trust.
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "SSL_CERT_FILE": str(outage.receiver.certificate),
             "JOBS_TRACKING_COALESCE_SECONDS": "1",
             # Beat's sweeps come round within the run, so the run sees beat queue work and the worker do it.
             "JOBS_SWEEP_TRACKING_SECONDS": "5",
@@ -600,12 +836,11 @@ def main() -> int:
     # As in the image: the folders of the volumes exist before the processes start.
     for folder in ("media", "celery"):
         (scratch / folder).mkdir()
-    empty_redis(broker)
-    empty_redis(cache)
     processes = Processes(env)
     started = time.monotonic()
     status = 1
     try:
+        outage.redis.start()
         processes.run_once("release", commands["release"])
         processes.run_once("collectstatic", "python manage.py collectstatic --no-input -v 0")
         output = processes.run_once("load_demo", "python manage.py load_demo")
@@ -619,7 +854,7 @@ def main() -> int:
             processes,
         )
         step(f"ready after {time.monotonic() - started:.1f} s")
-        done = exercise(base, password, env, processes)
+        done = exercise(base, password, env, processes, outage)
         wait_for_a_scheduled_sweep()
         processes.check_alive()
         codes = processes.stop()
@@ -635,6 +870,8 @@ def main() -> int:
     finally:
         if processes.running:
             step(f"stopped: {processes.stop()}")
+        outage.redis.stop()
+        outage.receiver.close()
         if status == 0 and drop_on_success:
             drop_database(database_server, database_name)
     if status == 0:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
@@ -12,10 +13,21 @@ from cities.models import City, StaffScope
 from grants.admin.base import ScopedAdmin
 
 
+class CityForm(forms.ModelForm):
+    class Meta:
+        model = City
+        fields = ["code", "name_en", "name_zh", "agency_en", "agency_zh", "agency_credit_code", "timezone"]
+
+    def clean_agency_credit_code(self) -> str:
+        # Stored as published (CN-USCI-<code>): the validator accepts lower case, the identifier is upper case.
+        return self.cleaned_data["agency_credit_code"].upper()
+
+
 @admin.register(City)
 class CityAdmin(ScopedAdmin):
     city_path = "pk"
-    list_display = ("code", "name_en", "name_zh", "agency_en", "agency_zh", "timezone")
+    form = CityForm
+    list_display = ("code", "name_en", "name_zh", "agency_en", "agency_zh", "agency_credit_code", "timezone")
     search_fields = ("code", "name_en", "name_zh")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

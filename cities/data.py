@@ -33,3 +33,14 @@ CITIES = [
         "北京市经济和信息化局",
     ),
 ]
+
+# The agencies' unified social credit codes (GB 32100-2015): "11" for an organ of government, the region, the
+# organisation code with its own check digit, the check character. Made up for the demo, with correct check
+# characters; a real deployment records each agency's own code in the admin. The 360Giving package names the funder
+# CN-USCI-<code>.
+AGENCY_CREDIT_CODES = {
+    "SH": "11310000002423015G",
+    "HZ": "11330100002504026C",
+    "SZ": "114403000075510326",
+    "BJ": "11110000000105048A",
+}

@@ -3,6 +3,8 @@ from django.db import models
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from grants.validators import validate_credit_code
+
 
 class City(models.Model):
     code = models.CharField(_("code"), max_length=4, unique=True, help_text=_("Short code, e.g. SH, HZ."))
@@ -10,6 +12,17 @@ class City(models.Model):
     name_zh = models.CharField(_("name (Chinese)"), max_length=100)
     agency_en = models.CharField(_("administering agency (English)"), max_length=200)
     agency_zh = models.CharField(_("administering agency (Chinese)"), max_length=200)
+    # Published as the funder's identifier in the 360Giving package: CN-USCI-<code>, the scheme org-id.guide lists
+    # for China. Blank until recorded; db_default keeps raw inserts (the benchmark's COPY) working without it.
+    agency_credit_code = models.CharField(
+        _("administering agency's unified social credit code"),
+        max_length=18,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_credit_code],
+        help_text=_("18 characters. The 360Giving package names the funder CN-USCI-<code>."),
+    )
     timezone = models.CharField(_("time zone"), max_length=64, default="Asia/Shanghai")
 
     class Meta:

@@ -31,3 +31,11 @@ logconfig_dict = {
     },
     "root": {"level": "INFO", "handlers": ["stdout"]},
 }
+
+
+def on_starting(server: object) -> None:
+    """Before the workers fork: the Prometheus counters' folder exists and holds no dead process's files
+    (grants/metrics). The web processes' and a worker's counters are added up when /metrics is scraped."""
+    from grants.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir()

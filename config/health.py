@@ -1,8 +1,9 @@
 """Probes for the container runtime and the load balancer.
 
-/healthz: the process answers (liveness). /readyz: it can serve requests: the database answers, every migration
-is applied, and the Celery broker accepts a connection (readiness). Both answer JSON; /readyz answers 503 naming
-the failed check, never the error text, which could carry host names or credentials.
+/healthz: the process answers (liveness); it touches neither the database nor the cache. /readyz: it can serve
+requests: the database answers, every migration is applied, the Celery broker accepts a connection and the cache
+answers (readiness). Requests go on without the broker and the cache, but someone should look. Both answer JSON;
+/readyz answers 503 naming the failed check, never the error text, which could carry host names or credentials.
 
 `python -m config.health` runs the readiness checks once and exits 0 or 1: the health check of the containers
 that serve no HTTP (beat), proving they reach what they need.
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -25,6 +28,7 @@ from kombu import Connection
 logger = logging.getLogger("config.health")  # also when run as `python -m config.health`
 
 BROKER_TIMEOUT_SECONDS = 2
+CACHE_PROBE_KEY = "grants:readyz"
 
 
 def check_database() -> str:
@@ -59,10 +63,22 @@ def check_broker() -> str:
     return "ok (filesystem broker)" if transport == "filesystem" else "ok"
 
 
+def check_cache() -> str:
+    """A write and a read through the default cache (shared by every web process when CACHE_URL is set), with its
+    own short socket timeouts (config/settings.py)."""
+    cache = caches["default"]
+    cache.set(CACHE_PROBE_KEY, "1", timeout=10)
+    if cache.get(CACHE_PROBE_KEY) != "1":
+        raise RuntimeError("the cache did not return what was written")
+    # The local-memory cache of development is per process: say so rather than claim a shared cache answered.
+    return "ok" if isinstance(cache, RedisCache) else "ok (local memory)"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "migrations": check_migrations,
     "broker": check_broker,
+    "cache": check_cache,
 }
 
 

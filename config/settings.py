@@ -4,6 +4,7 @@ Development defaults need nothing installed: SQLite in the project folder and a 
 Production sets DEBUG=0, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.health.ProbeMiddleware",  # before host validation and the HTTPS redirect (see there)
+    "grants.metrics.web.MetricsMiddleware",  # /metrics like the probes; times everything below it
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -115,6 +117,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# Web requests wait at most WEB_DB_LOCK_TIMEOUT seconds for a lock and run a statement at most
+# WEB_DB_STATEMENT_TIMEOUT seconds (0: no limit), then answer 503 with Retry-After. config/wsgi.py sets them on the
+# web process's PostgreSQL connections only: migrations, management commands and the worker's exports keep no limit.
+WEB_DB_LOCK_TIMEOUT = env_int("WEB_DB_LOCK_TIMEOUT", 5)
+WEB_DB_STATEMENT_TIMEOUT = env_int("WEB_DB_STATEMENT_TIMEOUT", 30)
+if WEB_DB_LOCK_TIMEOUT < 0 or WEB_DB_STATEMENT_TIMEOUT < 0:
+    raise ImproperlyConfigured("WEB_DB_LOCK_TIMEOUT and WEB_DB_STATEMENT_TIMEOUT are seconds, 0 or more.")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -145,9 +155,23 @@ STORAGES = {
     },
 }
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
+# XLSX and ODS files are zip archives. One whose directory declares more than MAX_UPLOAD_INFLATED_BYTES in all,
+# a part over MAX_UPLOAD_INFLATE_RATIO times its compressed size, or more than MAX_UPLOAD_ARCHIVE_PARTS parts is
+# refused as a possible zip bomb, without inflating anything (grants/services/attachments.py).
+MAX_UPLOAD_INFLATED_BYTES = env_int("MAX_UPLOAD_INFLATED_BYTES", 100 * 1024 * 1024)
+MAX_UPLOAD_INFLATE_RATIO = env_int("MAX_UPLOAD_INFLATE_RATIO", 100)
+MAX_UPLOAD_ARCHIVE_PARTS = env_int("MAX_UPLOAD_ARCHIVE_PARTS", 10_000)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "grants@localhost")
+
+# How many proxies in front of gunicorn append to X-Forwarded-For (grants/client_ip.py): 0, the client is
+# REMOTE_ADDR; n, the n-th address from the right. The login policy, the audit log and the API's throttles (DRF's
+# NUM_PROXIES) all take the client's address from it. Set it to exactly the number of proxies: one too many lets a
+# client name any address it likes, one too few makes every client look like the proxy.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 # --- REST API (grants/api, docs/api.md)
 REST_FRAMEWORK = {
@@ -164,15 +188,18 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    # DRF's anon and user scopes, a counter per fixed window, going on without the cache (grants/api/throttling.py).
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "grants.api.throttling.AnonRateThrottle",
+        "grants.api.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "60/minute"),
         "user": env_str("API_THROTTLE_USER", "6000/minute"),
     },
     "EXCEPTION_HANDLER": "grants.api.errors.exception_handler",
+    # The anonymous rate limit counts per client behind the trusted proxies, like the login policy.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     # ?format= selects a report's format (json, csv, xlsx) in the report views, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
     "COERCE_DECIMAL_TO_STRING": True,
@@ -214,6 +241,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30)
 # Exports acknowledge on receipt and may run long; their state lives in ExportJob (see grants/tasks.py).
 JOBS_EXPORT_TIME_LIMIT = env_int("JOBS_EXPORT_TIME_LIMIT", 1800)
+# An export whose worker died is retried by the sweep, at most this many runs in all, then marked failed.
+JOBS_EXPORT_MAX_ATTEMPTS = env_int("JOBS_EXPORT_MAX_ATTEMPTS", 3)
+# How long a run may go unseen before the sweep may retry it: on PostgreSQL only the moment between the claim and
+# the run's row lock (a live run holds the lock), elsewhere a lease the run renews as it writes rows.
+JOBS_EXPORT_LEASE_SECONDS = env_int("JOBS_EXPORT_LEASE_SECONDS", 60)
+# Finished files are deleted by the sweep this long after they were written.
+JOBS_EXPORT_RETENTION_HOURS = env_int("JOBS_EXPORT_RETENTION_HOURS", 24)
+# Exports a user may have pending or running at once; more are refused until one finishes.
+JOBS_EXPORT_MAX_UNFINISHED = env_int("JOBS_EXPORT_MAX_UNFINISHED", 5)
+# Test-only slow path: an export sleeps this long per row (fault tests kill the worker meanwhile).
+JOBS_TEST_EXPORT_ROW_DELAY = float(env_str("JOBS_TEST_EXPORT_ROW_DELAY", "0") or 0)
 # Redis gives an unacknowledged message to another worker once it is older than the visibility timeout: longer
 # than any acks-late task (their hard limit above), short enough that the work of a worker killed outright comes
 # back within a minute. Every worker scans for such messages every `unacked_restore_interval` seconds.
@@ -252,6 +290,8 @@ try:
 except ValueError:
     raise ImproperlyConfigured(f"JOBS_TRANCHE_RELEASE_AT={JOBS_TRANCHE_RELEASE_AT!r} is not HH:MM.") from None
 CELERY_BEAT_SCHEDULE = {
+    # Money-moved notices left in the outbox (the broker was down at their commit): sent within this many seconds.
+    "drain-outbox": {"task": "grants.drain_outbox", "schedule": env_int("JOBS_DRAIN_OUTBOX_SECONDS", 10)},
     # Pools whose money moved (tracking_due_at set) and open pools not tracked for JOBS_TRACKING_INTERVAL.
     "track-pools": {"task": "grants.sweep_tracking", "schedule": env_int("JOBS_SWEEP_TRACKING_SECONDS", 60)},
     # Webhook deliveries whose next attempt is due: back-off delays live in the database, not in the broker.
@@ -260,9 +300,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("JOBS_SWEEP_WEBHOOKS_SECONDS", 30),
     },
     "close-windows": {"task": "grants.close_windows", "schedule": env_int("JOBS_CLOSE_WINDOWS_SECONDS", 60)},
+    # Exports whose message was lost or whose worker died (retried), and finished files past their retention.
     "restart-exports": {
         "task": "grants.sweep_exports",
-        "schedule": env_int("JOBS_SWEEP_EXPORTS_SECONDS", 300),
+        "schedule": env_int("JOBS_SWEEP_EXPORTS_SECONDS", 30),
     },
     "release-tranches": {
         "task": "grants.release_tranches",
@@ -272,8 +313,18 @@ CELERY_BEAT_SCHEDULE = {
 JOBS_TRACKING_INTERVAL = env_int("JOBS_TRACKING_INTERVAL", 15 * 60)
 # A burst of money movements in one pool queues one tracking job, this many seconds after the first.
 JOBS_TRACKING_COALESCE_SECONDS = env_int("JOBS_TRACKING_COALESCE_SECONDS", 2)
+# The outbox drain queued after commits waits this long, so a burst of postings is sent in one drain.
+JOBS_OUTBOX_COALESCE_SECONDS = env_int("JOBS_OUTBOX_COALESCE_SECONDS", 1)
 JOBS_WEBHOOK_TIMEOUT = env_int("JOBS_WEBHOOK_TIMEOUT", 10)
 JOBS_WEBHOOK_MAX_ATTEMPTS = env_int("JOBS_WEBHOOK_MAX_ATTEMPTS", 10)
+# Webhooks go only to public addresses (grants/services/webhooks.py), and over https when HTTPS_ONLY; these
+# networks (CIDRs, comma-separated, e.g. 10.20.0.0/16,fd00:20::/64) are allowed too, for on-premise receivers.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS")
+for _network in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_exc}") from None
 # Test-only slow path: the tracking job sleeps this long before writing (fault tests kill the worker meanwhile).
 JOBS_TEST_TRACKING_DELAY = float(env_str("JOBS_TEST_TRACKING_DELAY", "0") or 0)
 
@@ -282,13 +333,58 @@ JOBS_TEST_TRACKING_DELAY = float(env_str("JOBS_TEST_TRACKING_DELAY", "0") or 0)
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:home"
-# Password guessing: after this many failed log-ins for one username from one address, log-ins for that pair are
-# refused for the lock-out time (counted in the cache; use a shared cache such as Redis with several web processes).
-PORTAL_LOGIN_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
-PORTAL_LOGIN_LOCKOUT_MINUTES = env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15)
+# Password guessing (grants/login_policy.py, docs/operations.md): one policy for the portal and admin log-ins,
+# HTTP Basic on the API and password reset requests. Past its free attempts each counter makes every further attempt
+# wait 1, 2, 4 ... seconds, up to LOGIN_MAX_DELAY_SECONDS; no lock-out. Free attempts per account from one address,
+# per address over all accounts, and per account over all addresses (these two spare the addresses the account
+# logged in from lately, so nobody can shut the real user out). Counted in the cache (CACHE_URL), forgotten
+# LOGIN_FAILURE_MEMORY_SECONDS after the latest attempt.
+AUTHENTICATION_BACKENDS = ["grants.login_policy.ThrottledModelBackend"]
+LOGIN_FAILURES_BEFORE_DELAY = env_int("LOGIN_FAILURES_BEFORE_DELAY", 5)
+LOGIN_ADDRESS_FAILURES_BEFORE_DELAY = env_int("LOGIN_ADDRESS_FAILURES_BEFORE_DELAY", 30)
+LOGIN_ACCOUNT_FAILURES_BEFORE_DELAY = env_int("LOGIN_ACCOUNT_FAILURES_BEFORE_DELAY", 20)
+LOGIN_MAX_DELAY_SECONDS = env_int("LOGIN_MAX_DELAY_SECONDS", 15 * 60)
+LOGIN_FAILURE_MEMORY_SECONDS = env_int("LOGIN_FAILURE_MEMORY_SECONDS", 24 * 3600)
+for _name in (
+    "LOGIN_FAILURES_BEFORE_DELAY",
+    "LOGIN_ADDRESS_FAILURES_BEFORE_DELAY",
+    "LOGIN_ACCOUNT_FAILURES_BEFORE_DELAY",
+    "LOGIN_MAX_DELAY_SECONDS",
+    "LOGIN_FAILURE_MEMORY_SECONDS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- Personal data (grants/services/retention.py, docs/operations.md): days after which each kind is anonymised.
+# Rejected or withdrawn applications' free text (title, summary, decision note, review comments) and files,
+# counted from the decision or withdrawal.
+RETENTION_CLOSED_APPLICATION_DAYS = env_int("RETENTION_CLOSED_APPLICATION_DAYS", 3 * 365)
+# Files of applications that ended without an award (rejected, withdrawn, or a draft left untouched).
+RETENTION_UNSUCCESSFUL_ATTACHMENT_DAYS = env_int("RETENTION_UNSUCCESSFUL_ATTACHMENT_DAYS", 365)
+# Applicant accounts not logged in for this long whose institutions have no live award or open application.
+RETENTION_INACTIVE_ACCOUNT_DAYS = env_int("RETENTION_INACTIVE_ACCOUNT_DAYS", 3 * 365)
+for _name in (
+    "RETENTION_CLOSED_APPLICATION_DAYS",
+    "RETENTION_UNSUCCESSFUL_ATTACHMENT_DAYS",
+    "RETENTION_INACTIVE_ACCOUNT_DAYS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 (days).")
+# The daily retention run, local time (HH:MM), and its time limit in seconds: a first run over years of backlog
+# may take long; an interrupted run loses nothing, the next one carries on.
+RETENTION_RUN_AT = env_str("RETENTION_RUN_AT", "03:30")
+try:
+    _retention_hour, _retention_minute = (int(part) for part in RETENTION_RUN_AT.split(":"))
+except ValueError:
+    raise ImproperlyConfigured(f"RETENTION_RUN_AT={RETENTION_RUN_AT!r} is not HH:MM.") from None
+RETENTION_TIME_LIMIT = env_int("RETENTION_TIME_LIMIT", 1800)
+CELERY_BEAT_SCHEDULE["apply-retention"] = {
+    "task": "grants.apply_retention",
+    "schedule": crontab(hour=_retention_hour, minute=_retention_minute),
+}
 
 # --- Production: HTTPS, security headers, content security policy, cache, logs (docs/operations.md)
 # HTTPS_ONLY=1 says the service is reached over HTTPS only (TLS ends at a proxy in front of gunicorn); it turns on
@@ -329,7 +425,14 @@ CONTENT_SECURITY_POLICY = {
 # Login throttling and anything else cached must be shared by every web process: CACHE_URL=redis://... in production.
 CACHE_URL = env_str("CACHE_URL", "")
 if CACHE_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # A cache that vanished costs a request one short wait, not a hang; its users then go on without it.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 
 # Outgoing mail (alerts to officers) through the city's relay when EMAIL_BACKEND is the SMTP backend.
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -369,6 +472,18 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DATA_DIR / "beat-schedule")
 # Workers and beat log through LOGGING below instead of Celery's own root handler, so every process writes JSON.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Prometheus metrics (grants/metrics, docs/operations.md). /metrics answers only with this bearer token; unset, it
+# is a 404. Every process counts into PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) when it is set.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 32 characters or more (unset: /metrics is off).")
+# host:port where a Celery worker's main process serves its own job counters (containers apart from the web's).
+METRICS_WORKER_BIND = env_str("METRICS_WORKER_BIND", "")
+if METRICS_WORKER_BIND and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    raise ImproperlyConfigured("METRICS_WORKER_BIND needs PROMETHEUS_MULTIPROC_DIR (the job counts' files).")
+# Workers count their jobs' outcomes (Celery's signals) through this module.
+CELERY_IMPORTS = ["grants.metrics.worker"]
 
 # One JSON object per line on stdout (config/logging.py); LOG_FORMAT=text for reading in a terminal.
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")

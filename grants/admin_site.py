@@ -9,10 +9,13 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils.translation import gettext_lazy as _
+
+from grants.login_policy import PolicyLoginFormMixin, refused_response
 
 
 def may_use_admin(user: Any) -> bool:
@@ -21,7 +24,9 @@ def may_use_admin(user: Any) -> bool:
     return bool(user.is_active and (user.is_staff or roles_of(user)))
 
 
-class RoleAuthenticationForm(AdminAuthenticationForm):
+class RoleAuthenticationForm(PolicyLoginFormMixin, AdminAuthenticationForm):
+    """Under the login policy (grants/login_policy.py) like every other way in."""
+
     def confirm_login_allowed(self, user: Any) -> None:
         if not may_use_admin(user):
             raise ValidationError(
@@ -36,6 +41,10 @@ class GrantsAdminSite(admin.AdminSite):
     site_title = _("Subsidy budgets")
     index_title = _("Budget administration")
     login_form = RoleAuthenticationForm
+
+    @login_not_required  # like AdminSite.login itself
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return refused_response(request, super().login(request, extra_context))
 
     def has_permission(self, request: HttpRequest) -> bool:
         return may_use_admin(request.user)

@@ -9,9 +9,11 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 
+from grants.client_ip import client_address
 from grants.models import AuditEvent
 
-# Where the current request came from. Set by the middleware so services never need the request itself.
+# Where the current request came from (the client behind the trusted proxies, grants/client_ip.py). Set by the
+# middleware so services never need the request itself.
 remote_addr: ContextVar[str | None] = ContextVar("remote_addr", default=None)
 
 
@@ -20,7 +22,7 @@ class AuditContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = remote_addr.set(request.META.get("REMOTE_ADDR") or None)
+        token = remote_addr.set(client_address(request) or None)
         try:
             return self.get_response(request)
         finally:

@@ -294,6 +294,9 @@ class Application(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(_("decision note"), blank=True)
+    # Set when the retention run replaced the free text of a rejected or withdrawn application (its figures and
+    # history stay): grants/services/retention.py.
+    anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -727,11 +730,15 @@ class WebhookDelivery(models.Model):
 
 
 class ExportJob(models.Model):
+    """A report written to a file in the background (grants.services.exports says how a run claims, holds and
+    gives back a job)."""
+
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")
         RUNNING = "running", _("running")
         DONE = "done", _("done")
         FAILED = "failed", _("failed")
+        EXPIRED = "expired", _("expired")
 
     requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="export_jobs")
     report = models.CharField(max_length=40)
@@ -741,13 +748,38 @@ class ExportJob(models.Model):
     file = models.FileField(upload_to="exports/", blank=True)
     row_count = models.PositiveIntegerField(null=True)
     error = models.CharField(max_length=500, blank=True)
+    # Runs started; the run's number is its claim, so a run that lost the job cannot finish it.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the sweep looks again: a pending job not picked up by then lost its message; a running one past it
+    # whose worker no longer holds it (row lock on PostgreSQL, the renewed lease elsewhere) died with its worker.
+    sweep_after = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    # The file is deleted by the sweep after this (JOBS_EXPORT_RETENTION_HOURS after it was written).
+    expires_at = models.DateTimeField(null=True)
 
     class Meta:
         ordering = ["-id"]
         verbose_name = _("export")
         verbose_name_plural = _("exports")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "running", "done", "failed", "expired"]),
+                name="export_status_known",
+            ),
+            # A finished file is always deleted in time: a done job carries its expiry.
+            models.CheckConstraint(
+                condition=~models.Q(status="done") | models.Q(expires_at__isnull=False),
+                name="export_done_expires",
+            ),
+        ]
+        indexes = [
+            # The sweep: pending and running jobs whose sweep_after has passed.
+            models.Index(fields=["status", "sweep_after"], name="export_sweep_idx"),
+            # The sweep's deletion of expired files: done jobs whose expires_at has passed.
+            models.Index(fields=["status", "expires_at"], name="export_expiry_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.report}.{self.format} for {self.requested_by}"
@@ -790,3 +822,27 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+# --- Outbox -------------------------------------------------------------------------------------------------
+
+
+class OutboxMessage(models.Model):
+    """The notice that money moved in a pool (money-moved webhooks, prompt tracking), written in the same
+    transaction as the ledger entries it announces: it exists exactly when they do, whether or not the broker was
+    up at the commit. The worker drains it (grants.services.outbox) and marks it sent; the broker only says "now"."""
+
+    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="+")
+    entry_ids = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The drain: unsent messages in id order (sent_at IS NULL); and the pruning of old sent ones.
+            models.Index(fields=["sent_at", "id"], name="outbox_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"money moved in pool {self.pool_id}: entries {self.entry_ids}"

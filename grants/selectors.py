@@ -6,7 +6,9 @@ Who sees what:
 - reviewers see the calls of their cities and the applications they are assigned to;
 - applicants (members of institutions) see their institutions and everything that belongs to them;
 - anyone signed in sees the cities and the open calls (programmes and pools that are open), which is what an
-  applicant needs to choose where to apply.
+  applicant needs to choose where to apply: cap, amount still available, rules, window. The internal figures of a
+  call (committed, disbursed, utilisation, pipeline, allotment use) are for the staff of its city only
+  (`figures_city_ids`, `pools_with_figures`).
 
 A user can be several of these at once: the scopes are OR-ed. Every function returns a queryset, so callers add
 filters, ordering and pagination, and the database does the scoping in the same query.
@@ -94,6 +96,23 @@ def pools(user: UserLike) -> QuerySet[FundingPool]:
         | _open_call("programme__")
     )
     return FundingPool.objects.filter(scope).select_related("programme__city")
+
+
+def figures_city_ids(user: UserLike) -> set[int] | None:
+    """The cities whose internal budget figures the user sees (None: every city): those where they are programme
+    or finance officer or auditor. Reviewers and applicants see the open calls' public figures only."""
+    if getattr(user, "is_superuser", False):
+        return None
+    if not roles_of(user) & CITY_STAFF:
+        return set()
+    return city_ids(user)
+
+
+def pools_with_figures(user: UserLike) -> QuerySet[FundingPool]:
+    """The pools whose internal figures the user sees (the budget report's scope)."""
+    return FundingPool.objects.filter(_staff_cities(user, "programme__city_id")).select_related(
+        "programme__city"
+    )
 
 
 def institutions(user: UserLike) -> QuerySet[Institution]:

@@ -3,9 +3,11 @@
 Delivery is at least once (acks late, redelivery after a worker dies), so each service makes a second run a
 no-op: tracking claims the pool by a conditional update, webhook deliveries are leased, exports claimed. Work is
 queued only after its transaction commits; if the broker is down then, nothing fails: the database says what is
-due (FundingPool.tracking_due_at, WebhookDelivery.next_attempt_at, pending ExportJob) and the beat sweeps catch up.
+due (OutboxMessage not sent, FundingPool.tracking_due_at, WebhookDelivery.next_attempt_at, pending ExportJob) and
+beat's drain and sweeps catch up.
 """
 
+import functools
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from grants.models import FundingPool
-from grants.services import exports, tracking, webhooks, windows
+from grants.services import exports, outbox, tracking, webhooks, windows
 from grants.services.payments import release_due_tranches
 
 logger = logging.getLogger(__name__)
@@ -37,30 +39,38 @@ RETRY: dict[str, Any] = {
 # --- Coalescing ---------------------------------------------------------------------------------------------
 # A burst of approvals in one pool queues one tracking job: the first commit takes a short-lived claim on the
 # pool and queues the job a couple of seconds later; commits meanwhile find the claim taken and queue nothing.
-# The job drops the claim before it reads, so a commit after that read queues a new job. With Redis the claim is
-# SET NX with a TTL; with the filesystem broker (one machine) it is a file created exclusively.
+# The job drops the claim before it reads, so a commit after that read queues a new job. The outbox drain is
+# coalesced the same way, over all pools. With Redis a claim is SET NX with a TTL; with the filesystem broker (one
+# machine) it is a file created exclusively.
 CLAIM_TTL_SECONDS = 60
+OUTBOX_CLAIM = "outbox"
 
 
-def _claim_key(pool_id: int) -> str:
-    return f"grants:track-queued:{pool_id}"
+def _claim_key(name: str) -> str:
+    return f"grants:track-queued:{name}" if name != OUTBOX_CLAIM else "grants:outbox-queued"
+
+
+@functools.cache
+def _redis_client(url: str) -> Any:
+    """One client, so one connection pool, per process and URL: a claim reuses a connection instead of opening
+    one. redis-py's pool notices a fork and opens new connections in the child."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
 
 def _redis() -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+    return _redis_client(settings.REDIS_URL)
 
 
-def _claim_path(pool_id: int) -> Path:
-    return Path(settings.CELERY_DATA_DIR) / "claims" / f"track-{pool_id}"
+def _claim_path(name: str) -> Path:
+    return Path(settings.CELERY_DATA_DIR) / "claims" / (f"track-{name}" if name != OUTBOX_CLAIM else name)
 
 
-def claim_tracking(pool_id: int) -> bool:
-    """True if this caller should queue the pool's tracking job (nobody queued one in the coalescing window)."""
+def _claim(name: str) -> bool:
     if settings.REDIS_URL:
-        return bool(_redis().set(_claim_key(pool_id), "1", nx=True, ex=CLAIM_TTL_SECONDS))
-    path = _claim_path(pool_id)
+        return bool(_redis().set(_claim_key(name), "1", nx=True, ex=CLAIM_TTL_SECONDS))
+    path = _claim_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _attempt in range(2):
         try:
@@ -76,39 +86,83 @@ def claim_tracking(pool_id: int) -> bool:
     return False
 
 
-def release_tracking(pool_id: int) -> None:
+def _release(name: str) -> None:
     try:
         if settings.REDIS_URL:
-            _redis().delete(_claim_key(pool_id))
+            _redis().delete(_claim_key(name))
         else:
-            _claim_path(pool_id).unlink(missing_ok=True)
+            _claim_path(name).unlink(missing_ok=True)
     except Exception:
-        # Without the release the claim expires by itself; the sweep tracks the pool meanwhile.
-        logger.warning("could not release the tracking claim of pool %s", pool_id, exc_info=True)
+        # Without the release the claim expires by itself; the sweeps cover the gap meanwhile.
+        logger.warning("could not release the claim %s", name, exc_info=True)
+
+
+def claim_tracking(pool_id: int) -> bool:
+    """True if this caller should queue the pool's tracking job (nobody queued one in the coalescing window)."""
+    return _claim(str(pool_id))
+
+
+def release_tracking(pool_id: int) -> None:
+    _release(str(pool_id))
+
+
+def kick_tracking(pool_id: int) -> None:
+    """Queue the pool's coalesced tracking job unless one is queued already. Raises if the broker is down."""
+    claimed = claim_tracking(pool_id)
+    if not claimed:
+        return
+    try:
+        track_pool.apply_async((pool_id,), countdown=settings.JOBS_TRACKING_COALESCE_SECONDS)
+    except Exception:
+        release_tracking(pool_id)
+        raise
+
+
+def kick_outbox() -> None:
+    """Queue a drain of the outbox unless one is queued already. Raises if the broker is down."""
+    if not _claim(OUTBOX_CLAIM):
+        return
+    try:
+        drain_outbox.apply_async(countdown=settings.JOBS_OUTBOX_COALESCE_SECONDS)
+    except Exception:
+        _release(OUTBOX_CLAIM)
+        raise
 
 
 # --- Hooks called after commits -----------------------------------------------------------------------------
+# After a failed attempt, requests leave the broker alone for this long: the work is in the database (outbox,
+# tracking_due_at) and beat catches up, and an outage must not add the broker's timeouts to every request. The
+# outage is logged once when it starts and once when it ends, not once per request.
+BROKER_RETRY_AFTER_SECONDS = 5.0
+_broker_down_since: float | None = None
+_broker_retry_at = 0.0
 
 
 def money_moved(pool_id: int, entry_ids: list[int]) -> None:
-    """Called after a transaction that moved money in a pool commits (never inside it): queue the pool's
-    coalesced tracking job and the money-moved webhooks. Never raises: the request that moved the money has
-    succeeded, and if the broker is down the tracking sweep finds the pool by its tracking_due_at."""
-    claimed = False
+    """Called after a transaction that moved money in a pool commits (never inside it): a prompt kick, so the
+    notice the transaction left in the outbox goes out within seconds and the pool is tracked. Never raises: the
+    request that moved the money has succeeded, and if the broker is down beat's drain and sweep catch up."""
+    global _broker_down_since, _broker_retry_at
+    if time.monotonic() < _broker_retry_at:
+        return
     try:
-        claimed = claim_tracking(pool_id)
-        if claimed:
-            track_pool.apply_async((pool_id,), countdown=settings.JOBS_TRACKING_COALESCE_SECONDS)
+        kick_tracking(pool_id)
+        kick_outbox()
     except Exception as exc:
-        logger.warning("could not queue tracking of pool %s; the sweep will catch up: %s", pool_id, exc)
-        if claimed:
-            release_tracking(pool_id)
-    try:
-        fan_out_money_moved.delay(pool_id, entry_ids)
-    except Exception as exc:
-        logger.warning(
-            "could not queue the money-moved webhooks of pool %s; tracking will catch up: %s", pool_id, exc
-        )
+        _broker_retry_at = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
+        if _broker_down_since is None:
+            _broker_down_since = time.monotonic()
+            logger.warning(
+                "broker unreachable: money-moved notices stay in the outbox and the sweep will catch up "
+                "(pool %s; not retried for %ss): %s",
+                pool_id,
+                BROKER_RETRY_AFTER_SECONDS,
+                exc,
+            )
+        return
+    if _broker_down_since is not None:
+        logger.warning("broker reachable again after %.0fs", time.monotonic() - _broker_down_since)
+        _broker_down_since = None
 
 
 def _queue_deliveries(delivery_ids: list[int]) -> None:
@@ -164,6 +218,36 @@ def sweep_tracking() -> int:
     return len(pool_ids)
 
 
+# Drains per task run, at most: a long backlog (after an outage) is worked through in several runs of the drain
+# rather than one that outlasts the time limit; each run asks for the next.
+DRAIN_ROUNDS = 10
+
+
+@shared_task(name="grants.drain_outbox", **RETRY)
+def drain_outbox() -> dict[str, int]:
+    """Send the outbox's money-moved notices (queued after commits, coalesced, and by beat); safe to run twice."""
+    _release(OUTBOX_CLAIM)  # before reading: a commit after the read kicks the next drain
+    sent, pools = 0, set[int]()
+    for _round in range(DRAIN_ROUNDS):
+        drained = outbox.drain()
+        sent += drained.sent
+        pools.update(drained.pools)
+        _queue_deliveries(drained.deliveries)
+        if drained.sent < outbox.DRAIN_BATCH:
+            break
+    else:
+        drain_outbox.delay()
+    for pool_id in outbox.pools_due(sorted(pools)):
+        try:
+            kick_tracking(pool_id)
+        except Exception:
+            logger.warning("could not queue tracking of pool %s; the sweep will", pool_id)
+            break
+    return {"sent": sent, "pools": len(pools)}
+
+
+# No longer queued (the outbox drain fans money-moved events out); kept so that messages queued by the previous
+# release during an upgrade still run.
 @shared_task(name="grants.fan_out_money_moved", **RETRY)
 def fan_out_money_moved(pool_id: int, entry_ids: list[int]) -> int:
     deliveries = tracking.fan_out_money_moved(pool_id=pool_id, entry_ids=entry_ids)
@@ -194,7 +278,8 @@ def close_windows() -> dict[str, list[int]]:
 
 
 # An export may run far longer than the visibility timeout, so it is acknowledged on receipt instead of after:
-# its state is in ExportJob, and the sweep queues again a job whose message was lost.
+# its state is in ExportJob, and the sweep queues again a job whose message was lost or whose worker died
+# (grants.services.exports says how a live export is told from a dead one).
 @shared_task(
     name="grants.export",
     acks_late=False,
@@ -208,8 +293,23 @@ def export(job_id: int) -> str | None:
 
 
 @shared_task(name="grants.sweep_exports", **RETRY)
-def sweep_exports() -> int:
-    ids = exports.stale_jobs()
-    for job_id in ids:
-        export.delay(job_id)
-    return len(ids)
+def sweep_exports() -> dict[str, list[int]]:
+    swept = exports.sweep()
+    for job_id in swept.queued:
+        queue_export(job_id)
+    return {"queued": swept.queued, "failed": swept.failed, "expired": swept.expired}
+
+
+# Acknowledged on receipt with a long time limit, like exports: a first run over years of data may take long, and an
+# interrupted one loses nothing (each row is done in its own transaction; tomorrow's run carries on).
+@shared_task(
+    name="grants.apply_retention",
+    acks_late=False,
+    soft_time_limit=settings.RETENTION_TIME_LIMIT - 30,
+    time_limit=settings.RETENTION_TIME_LIMIT,
+    **RETRY,
+)
+def apply_retention() -> dict[str, int]:
+    from grants.services import retention
+
+    return retention.apply_retention().counts()

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
-from grants import audit, services
+from grants import services
 from grants.admin.base import (
     FiscalYearColumn,
     Operation,
@@ -36,6 +36,7 @@ from grants.models import (
     WebhookEndpoint,
 )
 from grants.roles import Role
+from grants.services import webhooks
 from grants.services.alerts import acknowledge_alert
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
@@ -349,6 +350,16 @@ class WebhookForm(forms.ModelForm):
             raise forms.ValidationError(gettext_lazy("A new endpoint needs a signing secret."))
         return secret or self.instance.secret
 
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        # The service checks again when saving; here the refusal shows beside the field.
+        if data.get("url") and data.get("active"):
+            try:
+                webhooks.check_target(data["url"])
+            except webhooks.RefusedTarget as exc:
+                self.add_error("url", exc.message)
+        return data
+
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ScopedAdmin):
@@ -359,16 +370,7 @@ class WebhookEndpointAdmin(ScopedAdmin):
     search_fields = ("url",)
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user  # type: ignore[assignment]  # admin_view: signed in
-        super().save_model(request, obj, form, change)
-        audit.record(
-            actor=request.user,
-            action="webhook.change" if change else "webhook.create",
-            obj=obj,
-            city_id=obj.city_id,
-            after={"url": obj.url, "events": obj.events, "active": obj.active},
-        )
+        webhooks.save_endpoint(endpoint=obj, actor=request.user)  # type: ignore[arg-type]  # admin_view: signed in
 
 
 @admin.register(WebhookDelivery)
@@ -390,8 +392,20 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(ExportJob)
 class ExportJobAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "requested_by", "report", "format", "status", "row_count", "finished_at")
+    list_display = (
+        "created_at",
+        "requested_by",
+        "report",
+        "format",
+        "status",
+        "attempts",
+        "row_count",
+        "finished_at",
+        "expires_at",
+    )
     list_filter = ("status", "format")
+    search_fields = ("requested_by__username", "report", "error")
+    list_select_related = ("requested_by",)
 
     def scope_q(self, request: HttpRequest) -> Q:
         user: Any = request.user

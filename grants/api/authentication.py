@@ -14,10 +14,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from drf_spectacular.authentication import BasicScheme
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from grants import audit
+from grants import audit, login_policy
 from grants.errors import InvalidInput, NotPermitted
 from grants.models import ApiToken
 
@@ -56,6 +57,39 @@ class TokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{KEYWORD} realm="api"'
+
+
+class LoginThrottled(exceptions.Throttled):
+    """429 with Retry-After in the API's error shape: the login policy (grants/login_policy.py) refused."""
+
+    default_code = "too_many_attempts"
+
+    def __init__(self, refusal: login_policy.Refusal) -> None:
+        super().__init__(detail=refusal.message())
+        self.wait = refusal.retry_after
+
+
+class PolicyBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic, for getting a first token with a username and password, under the same login policy as the
+    portal and the admin: the credentials go through authenticate() with the request, and so through
+    ThrottledModelBackend; a refused attempt is a 429 saying when to try again, not a 401."""
+
+    def authenticate_credentials(
+        self, userid: str, password: str, request: Request | None = None
+    ) -> tuple[User, None]:
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            refusal = login_policy.refusal_of(request)
+            if refusal is not None:
+                raise LoginThrottled(refusal) from None
+            raise
+
+
+class PolicyBasicScheme(BasicScheme):
+    """In the OpenAPI schema it is plain HTTP Basic (drf-spectacular matches extensions by exact class)."""
+
+    target_class = "grants.api.authentication.PolicyBasicAuthentication"
 
 
 def create_token(*, user: User, actor: Any, name: str) -> tuple[ApiToken, str]:

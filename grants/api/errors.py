@@ -2,15 +2,21 @@
 
 `code` is stable and machine-readable, `message` is for people, `fields` maps a field (dotted for nested input)
 to its messages, and `details` carries the figures (for a budget refusal: level, asked, left).
+
+The same shape covers what the database and Django answer under /api/: a lock or statement timeout is 503
+`database_busy`, a lost or refused database connection 503 `database_unavailable` (both with Retry-After), and
+Django's own 400/403/404/500 pages become `bad_request`, `permission_denied`, `not_found` and `server_error`
+(config/urls.py).
 """
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
@@ -18,6 +24,15 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from grants.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# What a 503 asks the client to wait: long enough for a lock holder to finish or PostgreSQL to come back from a
+# restart, short enough that a retried request (with the same Idempotency-Key) is not held back for nothing.
+RETRY_AFTER_SECONDS = 5
+# SQLSTATEs of the web process's own limits (config/wsgi.py): lock_timeout and statement_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED = "57014"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -74,13 +89,40 @@ def _api_exception(exc: exceptions.APIException) -> tuple[int, dict[str, Any]]:
     return exc.status_code, error_body(str(code), message, details=details)
 
 
+def database_error(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """A stuck or lost database as 503 with Retry-After, or None for any other error.
+
+    OperationalError and InterfaceError are what the database says about itself, never about the request: a
+    lock held too long, a statement cancelled by the timeout, a connection refused or cut by a restart. Whatever the
+    request was doing is rolled back with its transaction, or (a connection lost during COMMIT) unknown to the
+    service too: the client retries with the same Idempotency-Key and either replays or runs it once.
+    """
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate in (LOCK_NOT_AVAILABLE, QUERY_CANCELED):
+        code = "database_busy"
+        message = _("The records this request needs are busy with another operation; retry shortly.")
+    else:
+        code = "database_unavailable"
+        message = _("The database cannot be reached right now; retry shortly with the same Idempotency-Key.")
+    logger.warning("%s answered 503 (%s)", code, sqlstate or type(exc).__name__, exc_info=exc)
+    body = error_body(code, message, details={"retry_after_seconds": RETRY_AFTER_SECONDS})
+    return 503, body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """The REST_FRAMEWORK EXCEPTION_HANDLER: every known refusal in the one shape; anything else is a bug and
-    propagates (the tests and the fuzzer treat a 500 as a failure)."""
+    propagates to config/urls.py's handler500 (the tests and the fuzzer treat a 500 as a failure)."""
     headers: dict[str, str] = {}
-    if isinstance(exc, DomainError):
+    unavailable = database_error(exc)
+    if unavailable is not None:
+        status_code, body, headers = unavailable
+    elif isinstance(exc, DomainError):
         status_code = exc.status
         body = error_body(exc.code, exc.message, exc.fields, exc.details)
+        if "retry_after_seconds" in exc.details:
+            headers["Retry-After"] = str(exc.details["retry_after_seconds"])
     elif isinstance(exc, exceptions.APIException):
         status_code, body = _api_exception(exc)
         if getattr(exc, "auth_header", None):

@@ -1,27 +1,40 @@
 """The Idempotency-Key header (§6): a retried POST with the same key and body gets the first response back.
 
-The first request with a key claims it by inserting an IdempotencyRecord (the unique (user, key) index decides
-between two copies racing), runs, and stores its response. Only successful responses are stored: a refused request
-changed nothing, so its key is released and may be retried, corrected or not.
+The first request with a key claims it by inserting an IdempotencyRecord inside the request's own transaction,
+runs the action in that transaction (the service's `atomic` becomes a savepoint of it) and stores its response
+there too, so the claim, the action and the stored response commit together or not at all:
 
-Claiming and storing happen outside the action's transaction, so a process that dies between the action's commit
-and storing the response leaves an unfinished claim. After CLAIM_TIMEOUT a retry takes the claim over; the money
-services are idempotent on the same key inside their own transaction (the key is handed to them), so the
-takeover cannot move money twice.
+- A copy of the request arriving meanwhile inserts the same (user, key) and waits on the unique index for the
+  first transaction to end. If it committed, the copy gets its stored response (`Idempotent-Replayed: true`); if
+  it rolled back, the copy runs the action itself. In the web process the wait is bounded by the lock timeout
+  (config/wsgi.py): past it the copy is answered 409 `idempotency_in_progress` with Retry-After, and nothing ran.
+- A request that dies (a killed worker, a lost connection, a PostgreSQL restart) takes its claim with it: its
+  transaction never commits, so a retry runs at once instead of waiting for the claim to expire.
+- Only successful responses are stored: a refused request changed nothing, and its key is released with the
+  rolled-back transaction, so it may be retried, corrected or not.
+
+Every POST of the API is one service call, and every service is one transaction, so every action fits inside the
+claim's transaction. What remains outside: the money services are idempotent on the same key in the ledger (the key
+is handed to them), which protects callers that are not this API; and a claim committed without a response can
+only have been left by the release before this one, which claimed outside the transaction. Such a claim is
+answered 409 `idempotency_in_progress` (Retry-After: the seconds left) until CLAIM_TIMEOUT has passed, and then
+taken over; the services' own keys keep the takeover from moving money twice.
 """
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from grants.api.errors import LOCK_NOT_AVAILABLE, QUERY_CANCELED, RETRY_AFTER_SECONDS
 from grants.errors import DomainError
 from grants.models import IdempotencyRecord
 
@@ -43,6 +56,9 @@ class IdempotencyKeyReused(DomainError):
 
 
 class IdempotencyInProgress(DomainError):
+    """A copy of this request is still running; `retry_after_seconds` (also the Retry-After header) says when to
+    try again."""
+
     code = "idempotency_in_progress"
     status = 409
 
@@ -82,43 +98,68 @@ def run_once(request: Request, key: str | None, action: Callable[[], Response]) 
     path = request.path[:300]
     method = request.method or "POST"
     user_id: int = request.user.pk or 0  # the views require authentication
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(
-                user_id=user_id, key=key, method=method, path=path, body_hash=digest, created_at=now
-            )
-    except IntegrityError:
-        record = IdempotencyRecord.objects.get(user_id=user_id, key=key)
-        if record.body_hash != digest or record.path != path or record.method != method:
-            raise IdempotencyKeyReused(
-                _("This Idempotency-Key was already used for a different request; use a new key."),
-                key=key,
-                first_path=record.path,
-            ) from None
+    with transaction.atomic():
+        record = _claim(user_id=user_id, key=key, method=method, path=path, digest=digest)
         if record.status_code is not None:
             response = Response(record.response_body, status=record.status_code)
             response["Idempotent-Replayed"] = "true"
             return response
-        taken = IdempotencyRecord.objects.filter(
-            pk=record.pk, status_code__isnull=True, created_at__lt=now - CLAIM_TIMEOUT
-        ).update(created_at=now)
-        if not taken:
-            raise IdempotencyInProgress(
-                _("A request with this Idempotency-Key is still being processed; retry in a moment."), key=key
-            ) from None
-    try:
+        # An exception from here on rolls the claim back with everything the action did.
         response = action()
-    except BaseException:
-        IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
-        raise
-    if 200 <= response.status_code < 300:
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
-            status_code=response.status_code, response_body=_plain(response.data)
-        )
-    else:
-        IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
+        if 200 <= response.status_code < 300:
+            IdempotencyRecord.objects.filter(pk=record.pk).update(
+                status_code=response.status_code, response_body=_plain(response.data)
+            )
+        else:
+            record.delete()
     return response
+
+
+def _claim(*, user_id: int, key: str, method: str, path: str, digest: str) -> IdempotencyRecord:
+    """The key's record: a new claim (no status yet) held by this transaction, or the finished first request's."""
+    now = timezone.now()
+    try:
+        # A savepoint: a key already taken must not abort the request's transaction.
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                user_id=user_id, key=key, method=method, path=path, body_hash=digest, created_at=now
+            )
+    except IntegrityError:
+        pass
+    except OperationalError as exc:
+        # The insert waited on the unique index for a copy of this request still running, longer than the web
+        # process's lock (or statement) timeout allows.
+        if getattr(exc.__cause__, "sqlstate", None) in (LOCK_NOT_AVAILABLE, QUERY_CANCELED):
+            raise _in_progress(key, RETRY_AFTER_SECONDS) from None
+        raise
+    record = IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
+    if record is None:  # the claim that refused ours was taken back meanwhile: ours may be tried again
+        raise _in_progress(key, 1)
+    if record.body_hash != digest or record.path != path or record.method != method:
+        raise IdempotencyKeyReused(
+            _("This Idempotency-Key was already used for a different request; use a new key."),
+            key=key,
+            first_path=record.path,
+        )
+    if record.status_code is not None:
+        return record
+    # Committed without a response: left by the previous release (see the module docstring).
+    expires = record.created_at + CLAIM_TIMEOUT
+    taken = IdempotencyRecord.objects.filter(
+        pk=record.pk, status_code__isnull=True, created_at__lte=now - CLAIM_TIMEOUT
+    ).update(created_at=now)
+    if not taken:
+        raise _in_progress(key, max(1, math.ceil((expires - now).total_seconds())))
+    record.created_at = now
+    return record
+
+
+def _in_progress(key: str, retry_after: int) -> IdempotencyInProgress:
+    return IdempotencyInProgress(
+        _("A request with this Idempotency-Key is still being processed; retry in a moment."),
+        key=key,
+        retry_after_seconds=retry_after,
+    )
 
 
 def _plain(data: Any) -> Any:

@@ -268,9 +268,13 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per pool: cap, committed, disbursed, available, utilisation, pipeline (requested amounts of applications
     submitted or under review) and, per fiscal year with an allotment, the allotment and its use. Two queries,
     both on maintained counters (pools with their pipeline, allotments): the report costs the same with a
-    million tranches as with ten thousand. Tranche sums per year are the disbursement report's."""
+    million tranches as with ten thousand. Tranche sums per year are the disbursement report's.
+
+    Internal figures: only the pools of cities where the user is officer, finance officer or auditor. Like every
+    report it is filtered to the caller's scope, never refused: anyone else, or another city's officer asking
+    for ?city=SH, gets no pools (the open calls' public figures are in GET /api/v1/pools/)."""
     p = parse(BudgetParams, params)
-    qs = in_places(selectors.pools(user), p, pool="")
+    qs = in_places(selectors.pools_with_figures(user), p, pool="")
     if p.get("category"):
         qs = qs.filter(category__in=p["category"])
     pipeline = (
@@ -424,9 +428,19 @@ def _iso(moment: datetime) -> str:
     return timezone.localtime(moment).isoformat()
 
 
+def funder_id(city: Any, prefix: str) -> str:
+    """The city's agency as 360Giving names an organisation: CN-USCI-<its credit code>, as org-id.guide lists for
+    China. An agency whose code is not recorded yet gets an identifier of the publisher's own, 360G-<prefix>-<city>,
+    which the standard allows for an organisation without a registered one: the package stays valid and publishable
+    while the admin catches up."""
+    if city.agency_credit_code:
+        return f"CN-USCI-{city.agency_credit_code}"
+    return f"360G-{prefix}-{city.code}"
+
+
 def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     """The awards in scope as a 360Giving package: ids 360G-<prefix>-<award reference>, recipients
-    CN-USCI-<credit code>, the city's agency as funder, planned dates, paid tranches as disbursement
+    CN-USCI-<credit code>, the city's agency as funder (`funder_id`), planned dates, paid tranches as disbursement
     transactions. Two queries."""
     p = parse(GivingParams, params)
     prefix = settings.GRANTS_360G_PREFIX
@@ -451,7 +465,7 @@ def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         application = award.application
         grant_id = f"360G-{prefix}-{award.reference}"
         recipient_id = f"CN-USCI-{award.institution.credit_code}"
-        funder_id = f"360G-{prefix}-{city.code}"
+        funder = funder_id(city, prefix)
         grant: dict[str, Any] = {
             "id": grant_id,
             "title": application.title[:140],
@@ -476,9 +490,7 @@ def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
                     "addressCountry": "CN",
                 }
             ],
-            "fundingOrganization": [
-                {"id": funder_id, "name": city.agency_en, "department": programme.name_en}
-            ],
+            "fundingOrganization": [{"id": funder, "name": city.agency_en, "department": programme.name_en}],
             "grantProgramme": [
                 {
                     "code": f"{city.code}-{programme.code}-{pool.code}",
@@ -493,7 +505,7 @@ def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
                     "value": _number(t.amount),
                     "currency": "CNY",
                     "description": f"tranche {t.sequence}, payment {t.payment_reference}",
-                    "provider": funder_id,
+                    "provider": funder,
                     "recipient": recipient_id,
                 }
                 for t in award.paid_tranches

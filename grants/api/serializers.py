@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from cities.models import City
+from grants import selectors
 from grants.models import (
     ApiToken,
     Application,
@@ -77,10 +78,41 @@ class CitySerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name_en", "name_zh", "agency_en", "agency_zh", "timezone"]
 
 
-class ProgrammeSerializer(serializers.ModelSerializer):
+def internal(**kw: Any) -> serializers.DecimalField:
+    """An internal figure: present only for the staff of the object's city (InternalFigures)."""
+    kw.setdefault("help_text", "Staff of the city only; absent for everyone else.")
+    return money(required=False, **kw)
+
+
+class InternalFigures(serializers.ModelSerializer):
+    """Leaves out `internal_fields` unless the caller is programme or finance officer or auditor of the object's
+    city. An applicant, a reviewer or another city's officer sees the public call (cap, available, rules,
+    window), which is what applying needs. Without a request in the context nothing internal is shown."""
+
+    internal_fields: tuple[str, ...] = ()
+    city_path: tuple[str, ...] = ()
+
+    def _city_id(self, instance: Any) -> int:
+        for name in self.city_path:
+            instance = getattr(instance, name)
+        return int(instance)
+
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        ids = selectors.figures_city_ids(request.user) if request is not None else set()
+        if ids is not None and self._city_id(instance) not in ids:
+            for name in self.internal_fields:
+                data.pop(name, None)
+        return data
+
+
+class ProgrammeSerializer(InternalFigures):
+    internal_fields = ("committed",)
+    city_path = ("city_id",)
     city = serializers.CharField(source="city.code")
     total_budget = money()
-    committed = money()
+    committed = internal()
 
     class Meta:
         model = Programme
@@ -102,15 +134,19 @@ class ProgrammeSerializer(serializers.ModelSerializer):
         ]
 
 
-class PoolSerializer(serializers.ModelSerializer):
+class PoolSerializer(InternalFigures):
+    internal_fields = ("committed", "disbursed", "utilisation")
+    city_path = ("programme", "city_id")
     city = serializers.CharField(source="programme.city.code")
     programme_code = serializers.CharField(source="programme.code")
     cap = money()
-    committed = money()
-    disbursed = money()
-    available = money()
-    utilisation = serializers.DecimalField(
-        max_digits=7, decimal_places=4, coerce_to_string=True, help_text="Committed as a fraction of the cap."
+    committed = internal()
+    disbursed = internal()
+    available = money(help_text="The cap less what is committed: what can still be awarded.")
+    utilisation = internal(
+        max_digits=7,
+        decimal_places=4,
+        help_text="Committed as a fraction of the cap. Staff of the city only.",
     )
     max_rate = serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True)
     max_per_award = money(allow_null=True)

@@ -4,7 +4,7 @@ from django.urls import URLPattern, URLResolver, path, register_converter
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from grants.api import report_views, schema, views
+from grants.api import export_views, report_views, schema, views
 
 # Imported for its registration with drf-spectacular (the token scheme in the OpenAPI document).
 __all__ = ["schema"]
@@ -40,6 +40,7 @@ router.register("ledger", views.LedgerViewSet, basename="ledger-entry")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.TokenViewSet, basename="token")
+router.register("exports", export_views.ExportViewSet, basename="export")
 
 ACTIONS: dict[str, dict[str, type[APIView]]] = {
     "applications": {
@@ -80,5 +81,6 @@ urlpatterns += [
     path("reports/budget/", report_views.BudgetReportApi.as_view(), name="report-budget"),
     path("reports/tranches/", report_views.TrancheExportApi.as_view(), name="report-tranches"),
     path("reports/360giving/", report_views.GivingPackageApi.as_view(), name="report-360giving"),
+    path("exports/<id:pk>/file/", export_views.ExportFileApi.as_view(), name="export-file"),
 ]
 urlpatterns += router.urls

@@ -6,12 +6,15 @@ from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor as DecodedCursor
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +23,12 @@ from rest_framework.views import APIView
 from grants import selectors, services
 from grants.api import filters, idempotency
 from grants.api import serializers as s
-from grants.api.authentication import TokenAuthentication, create_token, revoke_token
+from grants.api.authentication import (
+    PolicyBasicAuthentication,
+    TokenAuthentication,
+    create_token,
+    revoke_token,
+)
 from grants.api.errors import PayloadTooLarge
 from grants.errors import InvalidInput, NotPermitted
 from grants.models import (
@@ -44,19 +52,70 @@ MAX_BODY_BYTES = 1024 * 1024
 # --- Pagination -----------------------------------------------------------------------------------------------
 
 
-class Pages(PageNumberPagination):
+class PageSize:
+    """?page_size= is a whole number from 1 up; above the list's maximum it is clamped to the maximum (as DRF does,
+    so a client asking for "everything" gets full pages), anything else is refused (400) instead of DRF's silent
+    fallback to the default size."""
+
+    page_size: int
+    page_size_query_param: str | None = "page_size"
+    max_page_size: int
+
+    def get_page_size(self, request: Request) -> int:
+        param = self.page_size_query_param or "page_size"
+        raw = request.query_params.get(param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise InvalidInput(
+                _("page_size is a whole number from 1 up."), fields={param: [_("A whole number from 1 up.")]}
+            )
+        return min(int(raw), self.max_page_size)
+
+
+class Pages(PageSize, PageNumberPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 500
 
 
-class Cursor(CursorPagination):
+class Cursor(PageSize, CursorPagination):
     """For the large lists: each page is one indexed range query, however deep."""
 
     page_size = 100
-    page_size_query_param = "page_size"
     max_page_size = 1000
     ordering = "id"
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any], request: Request, view: Any = None
+    ) -> list[Any] | None:
+        self.queryset_paged = queryset
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Request) -> DecodedCursor | None:
+        """A cursor is opaque but comes from the client: one that does not decode, or whose position is not a
+        value of the ordering field (?cursor=cD1hYmM= is "p=abc" against an integer id), is refused with 400."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise self._invalid_cursor() from None
+        if cursor is not None and cursor.position is not None and not self._valid_position(cursor.position):
+            raise self._invalid_cursor()
+        return cursor
+
+    def _invalid_cursor(self) -> InvalidInput:
+        return InvalidInput(
+            _("The cursor is not valid; start again from the first page."),
+            fields={self.cursor_query_param: [_("Use the next or previous link of a page as it is.")]},
+        )
+
+    def _valid_position(self, position: Any) -> bool:
+        """Whether the position compares with the ordering field: the filter the page will use, built (not run)."""
+        field = self.ordering[0].lstrip("-")
+        try:
+            self.queryset_paged.filter(**{field: position})
+        except (TypeError, ValueError, DjangoValidationError):
+            return False
+        return True
 
 
 class NewestFirstCursor(Cursor):
@@ -180,8 +239,16 @@ class PoolViewSet(ScopedViewSet):
 
     serializer_class = s.PoolSerializer
     filterset_class = filters.PoolFilter
-    ordering_fields = ["code", "cap", "committed", "disbursed"]
     ordering = ["programme__city__code", "programme__code", "code"]
+
+    @property
+    def ordering_fields(self) -> list[str]:
+        # Sorting by what is disbursed would tell the order of figures the caller may not see: only those who see
+        # every city's figures may. (Committed is the cap less the public `available`: nothing to hide.)
+        request = getattr(self, "request", None)
+        if request is None or selectors.figures_city_ids(request.user) is None:
+            return ["code", "cap", "committed", "disbursed"]
+        return ["code", "cap", "committed"]
 
 
 class InstitutionViewSet(mixins.CreateModelMixin, ScopedViewSet):
@@ -427,7 +494,7 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
     input_serializer = s.TokenCreateInput
     output_serializer = s.NewTokenSerializer
     success_status = 201
-    authentication_classes = [TokenAuthentication, BasicAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, PolicyBasicAuthentication, SessionAuthentication]
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         return _tokens(self.request.user)

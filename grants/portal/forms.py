@@ -8,13 +8,12 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
-from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from cities.models import City
+from grants.login_policy import PolicyLoginFormMixin
 from grants.models import Institution, InstitutionType
-from grants.portal import throttle
 
 ONE_FEN = Decimal("0.01")
 
@@ -67,36 +66,14 @@ class SignUpForm(forms.Form):
         return data
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's log-in form, refusing a username from an address after too many failures.
-
-    The refusal reads the same whether the account exists or not, and whether the password was right."""
+class ThrottledAuthenticationForm(PolicyLoginFormMixin, AuthenticationForm):
+    """Django's log-in form under the login policy (grants/login_policy.py): after repeated failures it says when
+    to try again. Wrong password and unknown username read the same, and so do their refusals."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": _("The username or the password is wrong."),
-        "locked_out": _(
-            "Too many failed attempts. For your security, logging in is paused for %(minutes)d minutes."
-        ),
     }
-
-    def clean(self) -> dict[str, Any]:
-        request: HttpRequest | None = self.request
-        username = self.data.get("username", "")
-        address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
-        if throttle.is_locked(username, address):
-            raise forms.ValidationError(
-                self.error_messages["locked_out"],
-                code="locked_out",
-                params={"minutes": settings.PORTAL_LOGIN_LOCKOUT_MINUTES},
-            )
-        try:
-            data = super().clean()
-        except forms.ValidationError:
-            throttle.record_failure(username, address)
-            raise
-        throttle.clear(username, address)
-        return data
 
 
 class InstitutionForm(forms.Form):

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from grants.portal.views import accounts, applications
+from grants.portal.views import accounts, applications, privacy
 
 app_name = "portal"
 
@@ -21,6 +21,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "password-reset/done/", accounts.PasswordResetCompleteView.as_view(), name="password_reset_complete"
     ),
+    path("privacy/", privacy.privacy, name="privacy"),
     path("institutions/new/", accounts.institution_create, name="institution_create"),
     path("institutions/<int:pk>/", accounts.institution, name="institution"),
     path("institutions/<int:pk>/edit/", accounts.institution_edit, name="institution_edit"),

@@ -2,6 +2,8 @@
 or the browser's word for it.
 
 A refused file leaves nothing behind: it is checked in full before anything is written to storage or the database.
+Spreadsheets that are zip archives (XLSX, ODS) are judged by their central directory alone: a zip bomb is refused
+without inflating a byte of it.
 """
 
 import zipfile
@@ -47,6 +49,12 @@ ODS = Kind("application/vnd.oasis.opendocument.spreadsheet", frozenset({"ods"}))
 BY_DETECTED = {"pdf": PDF, "png": PNG, "jpg": JPEG, "gif": GIF, "webp": WEBP, "xls": XLS, "ods": ODS}
 XLSX_MAIN = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
 ACCEPTED_EXTENSIONS = sorted({e for k in (*BY_DETECTED.values(), XLSX) for e in k.extensions})
+ARCHIVES = (XLSX, ODS)
+# A part this small may compress as well as it likes: inflated, it is still small. Apache POI's ZipSecureFile
+# applies its ratio the same way, past a grace size.
+RATIO_GRACE_BYTES = 100 * 1024
+# Office and LibreOffice store parts as they are or deflate them; nothing else belongs in a spreadsheet.
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 def _is_xlsx(upload: UploadedFile) -> bool:
@@ -67,6 +75,64 @@ def _is_xlsx(upload: UploadedFile) -> bool:
         return False
     finally:
         upload.seek(0)
+
+
+def _deflate_bound(size: int) -> int:
+    """The most that deflate can turn `size` bytes into (zlib's deflateBound): a part whose compressed data is
+    longer than that understates its inflated size, the trick that hides a bomb from a check of declared sizes."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
+
+
+def _malformed(info: zipfile.ZipInfo) -> bool:
+    name = info.filename
+    unsafe_name = (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or ".." in name.split("/")
+        or any(ord(c) < 32 for c in name)
+    )
+    if unsafe_name or info.compress_type not in COMPRESSIONS:
+        return True
+    if info.compress_type == zipfile.ZIP_STORED:
+        return info.compress_size != info.file_size
+    return info.compress_size > _deflate_bound(info.file_size)
+
+
+def check_archive(upload: UploadedFile) -> None:
+    """Refuse a zip-based spreadsheet that would inflate to more than the limits allow, from what its central
+    directory declares (zipfile reads only the directory; no part is opened), or whose directory is malformed:
+    unsafe or repeated part names, other compressions, sizes that cannot be true."""
+    upload.seek(0)
+    try:
+        with zipfile.ZipFile(upload) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        parts = []
+    finally:
+        upload.seek(0)
+    malformed = _(
+        "The spreadsheet's archive is malformed (a part with an unsafe name, or sizes that cannot be true). "
+        "Save it again from your spreadsheet program."
+    )
+    if not parts or len({i.filename for i in parts}) != len(parts) or any(_malformed(i) for i in parts):
+        raise InvalidInput(malformed, fields={"file": [malformed]})
+    max_parts = settings.MAX_UPLOAD_ARCHIVE_PARTS
+    if len(parts) > max_parts:
+        message = _(
+            "The spreadsheet is made of more than %(n)s parts; it is refused as a possible zip bomb."
+        ) % {"n": max_parts}
+        raise InvalidInput(message, fields={"file": [message]})
+    max_bytes, max_ratio = settings.MAX_UPLOAD_INFLATED_BYTES, settings.MAX_UPLOAD_INFLATE_RATIO
+    too_compressed = any(
+        i.file_size > RATIO_GRACE_BYTES and i.file_size > max_ratio * i.compress_size for i in parts
+    )
+    if too_compressed or sum(i.file_size for i in parts) > max_bytes:
+        message = _(
+            "The spreadsheet would expand to more than %(mb)s MB, or a part of it to more than %(ratio)s times "
+            "its size, when opened; it is refused as a possible zip bomb."
+        ) % {"mb": f"{max_bytes / 1024 / 1024:g}", "ratio": max_ratio}
+        raise InvalidInput(message, fields={"file": [message]})
 
 
 def detect_kind(upload: UploadedFile) -> Kind | None:
@@ -111,6 +177,8 @@ def check_upload(upload: UploadedFile) -> Kind:
                 "exts": ", ".join(f".{e}" for e in ACCEPTED_EXTENSIONS)
             }
         raise InvalidInput(message, fields={"file": [message]})
+    if kind in ARCHIVES:
+        check_archive(upload)
     return kind
 
 

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from grants.errors import BudgetExceeded, DomainError
 from grants.models import Award, FiscalYearAllotment, FundingPool, LedgerEntry, Programme, Tranche
+from grants.services import outbox
 
 Kind = LedgerEntry.Kind
 
@@ -132,7 +133,7 @@ def _write_entries(
     pool: FundingPool, movements: list[Movement], actor: Any, reason: str, key_base: str, now: datetime
 ) -> tuple[list[LedgerEntry], dict[int, Decimal], dict[int, Decimal]]:
     """Insert the ledger entries; return them with the net change of committed and disbursed per fiscal year.
-    Schedules the after-commit notice (tracking, webhooks) for them."""
+    Writes the outbox notice of them (tracking, webhooks) and asks for it to be sent after the commit."""
     committed: dict[int, Decimal] = defaultdict(Decimal)
     disbursed: dict[int, Decimal] = defaultdict(Decimal)
     entries = []
@@ -158,6 +159,9 @@ def _write_entries(
     LedgerEntry.objects.bulk_create(entries)
     pool_id = pool.pk
     entry_ids = [e.pk for e in entries]
+    # The notice is a row of this transaction (it exists exactly when the entries do); after the commit the worker
+    # is told to send it at once, and if the broker is down then, beat's drain sends it later.
+    outbox.record_money_moved(pool_id=pool_id, entry_ids=entry_ids)
     transaction.on_commit(lambda: _after_commit(pool_id, entry_ids))
     return entries, committed, disbursed
 

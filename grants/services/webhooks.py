@@ -4,24 +4,44 @@ A delivery row is created once per (endpoint, event id) whatever calls the fan-o
 lives in the database and the beat sweep picks up what is due, so a retry hours later never sits in the broker.
 No network call happens inside a database transaction: a delivery is claimed by a conditional update (a lease),
 sent, and its outcome written in a second short statement.
+
+Targets (server-side request forgery): an officer chooses the URL, and the service itself sits inside the city's
+network. A target is refused when its name resolves to anything but public addresses (loopback, private,
+link-local, multicast, reserved, unspecified, IPv4 behind IPv6), unless the address is in
+WEBHOOK_ALLOWED_NETWORKS (on-premise receivers); https only where the service itself is (HTTPS_ONLY). It is checked
+when the endpoint is saved and again at every delivery, after resolving the name, and the connection goes to the
+very address that was checked (a name that resolves elsewhere the second time, DNS rebinding, gains nothing); the
+Host header and TLS SNI and certificate check use the name. Redirects are not followed. The delivery log keeps a
+generic reason only, never the text of an exception, so it cannot be used to map internal ports.
 """
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import logging
 import random
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from grants import audit
+from grants.errors import InvalidInput
 from grants.models import WebhookDelivery, WebhookEndpoint
+from grants.roles import Role, require
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +138,215 @@ def due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
     )
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """(HTTP status, error text). Only http(s) URLs: the endpoint's URL field is validated as such."""
-    if not url.lower().startswith(("http://", "https://")):
-        return None, "only http and https URLs are delivered"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+# --- Targets (server-side request forgery) -------------------------------------------------------------------
+
+# What the delivery log records when a delivery fails: generic, so the log says nothing about the network that an
+# officer could not already see. The exception itself goes to the server log, for operators.
+REFUSED_TARGET = "refused target"
+CONNECTION_FAILED = "connection failed"
+TIMED_OUT = "timed out"
+# NAT64's well-known prefix: the last 32 bits are an IPv4 address the gateway forwards to.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class RefusedTarget(InvalidInput):
+    code = "webhook_target_refused"
+
+    def __init__(self, message: str, *, unresolved: bool = False) -> None:
+        super().__init__(message, fields={"url": [message]})
+        # The name has no address (now): at delivery a failure to connect, not a refusal.
+        self.unresolved = unresolved
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: the name as the receiver knows it (Host header, TLS SNI and certificate) and the addresses,
+    every one of them checked, that a connection may go to."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[str, ...]
+
+
+def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n) for n in settings.WEBHOOK_ALLOWED_NETWORKS]
+
+
+def _routes_to(ip: IPAddress) -> list[IPAddress]:
+    """The address and any IPv4 address it leads to: IPv4-mapped (::ffff:a.b.c.d), 6to4 (2002::/16), NAT64."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    inner = ip.ipv4_mapped or ip.sixtofour
+    if inner is None and ip in NAT64:
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return [ip] if inner is None else [ip, inner]
+
+
+def _public(ip: IPAddress) -> bool:
+    # is_global alone lets multicast through (233.x.x.x is global) and says nothing of what an IPv6 address embeds.
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def address_allowed(address: str, networks: Iterable[Any] | None = None) -> bool:
+    """Whether a delivery may connect to this address: public, or in WEBHOOK_ALLOWED_NETWORKS."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") is not part of it
+    routes = _routes_to(ip)
+    networks = _allowed_networks() if networks is None else list(networks)
+    if any(r in n for r in routes for n in networks if r.version == n.version):
+        return True
+    return all(_public(r) for r in routes)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the name has now (an address literal is its own). One lookup per check: the connection
+    uses these, it never looks the name up again."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_target(url: str) -> Target:
+    """The URL as a Target whose every address may be sent to, or RefusedTarget. Resolves the name: call it
+    outside any transaction."""
+    schemes = ("https",) if settings.HTTPS_ONLY else ("http", "https")
     try:
-        with urllib.request.urlopen(request, timeout=settings.JOBS_WEBHOOK_TIMEOUT) as response:  # noqa: S310
-            return response.status, ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, str(getattr(exc, "reason", exc))[:500]
+        parts = urllib.parse.urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        raise RefusedTarget(_("Enter a valid URL.")) from None
+    if scheme not in schemes:
+        if settings.HTTPS_ONLY:
+            raise RefusedTarget(_("Webhooks are sent over https only: use an https:// URL."))
+        raise RefusedTarget(_("Webhooks are sent over http or https only."))
+    if not host:
+        raise RefusedTarget(_("Enter a valid URL."))
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError, ValueError):
+        addresses = []
+    networks = _allowed_networks()
+    # One message whether the name does not resolve or resolves inward: which internal names exist is not told.
+    if not addresses or not all(address_allowed(a, networks) for a in addresses):
+        raise RefusedTarget(
+            _(
+                "This URL's host does not resolve to a public address. Webhooks are not sent to loopback, "
+                "private, link-local, multicast or reserved addresses, except to networks in "
+                "WEBHOOK_ALLOWED_NETWORKS."
+            ),
+            unresolved=not addresses,
+        )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(scheme=scheme, host=host, port=port, path=path, addresses=tuple(addresses))
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates checked against the system's authorities and the URL's host name."""
+    return ssl.create_default_context()
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to one checked address; the Host header names the URL's host."""
+
+    def __init__(self, target: Target, address: str, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to one checked address and speaks TLS with the URL's host name (SNI and certificate check)."""
+
+    def __init__(self, target: Target, address: str, timeout: float) -> None:
+        self.tls = tls_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def _reason(exc: BaseException) -> str:
+    return TIMED_OUT if isinstance(exc, TimeoutError) else CONNECTION_FAILED
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
+    """(HTTP status, generic reason). The target is checked after resolving its name, then the request goes to
+    the first checked address that accepts a connection. A redirect is an answer like any other non-2xx: not
+    followed."""
+    try:
+        target = check_target(url)
+    except RefusedTarget as exc:
+        logger.warning("webhook target %s refused: %s", url, exc.message)
+        return None, CONNECTION_FAILED if exc.unresolved else REFUSED_TARGET
+    timeout = settings.JOBS_WEBHOOK_TIMEOUT
+    connection_class = PinnedHTTPSConnection if target.scheme == "https" else PinnedHTTPConnection
+    reason = CONNECTION_FAILED
+    for address in target.addresses:
+        # Only the connection is tried address by address: once a request is sent it is never sent again.
+        connection = connection_class(target, address, timeout)
+        try:
+            connection.connect()
+        except OSError as exc:
+            logger.warning("webhook to %s (%s): %r", target.host, address, exc)
+            reason = _reason(exc)
+            connection.close()
+            continue
+        try:
+            connection.request("POST", target.path, body=body, headers=headers)
+            return connection.getresponse().status, ""
+        except (OSError, http.client.HTTPException) as exc:
+            logger.warning("webhook to %s (%s): %r", target.host, address, exc)
+            return None, _reason(exc)
+        finally:
+            connection.close()
+    return None, reason
+
+
+# --- Endpoints -----------------------------------------------------------------------------------------------
+
+ENDPOINT_FIELDS = ("url", "events", "active")
+
+
+def save_endpoint(*, endpoint: WebhookEndpoint, actor: User) -> WebhookEndpoint:
+    """Create or change an endpoint: a programme officer of its city (of both, when it moves), and an active
+    endpoint's target must pass check_target. Deactivating never needs the check, so an endpoint whose name
+    now resolves inward can still be switched off. The name is resolved before the transaction."""
+    require(actor, Role.PROGRAMME_OFFICER, endpoint.city_id)
+    if endpoint.active:
+        check_target(endpoint.url)
+    with transaction.atomic():
+        before = None
+        if endpoint.pk:
+            current = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+            require(actor, Role.PROGRAMME_OFFICER, current.city_id)
+            before = audit.snapshot(current, ENDPOINT_FIELDS)
+        else:
+            endpoint.created_by = actor
+        endpoint.save()
+        audit.record(
+            actor=actor,
+            action="webhook.change" if before else "webhook.create",
+            obj=endpoint,
+            city_id=endpoint.city_id,
+            before=before,
+            after=audit.snapshot(endpoint, ENDPOINT_FIELDS),
+        )
+    return endpoint
 
 
 def deliver(*, delivery_id: int) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from grants.api.authentication import create_token
-from grants.models import AuditEvent, LedgerEntry, Review
+from grants.models import AuditEvent, ExportJob, LedgerEntry, Review
 
 ROLES = ("alice", "bob", "carol", "dave", "erin", "rita", "admin", "anonymous")
 AUTHENTICATED = {"alice", "bob", "carol", "dave", "erin", "rita", "admin"}
@@ -39,6 +39,7 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("alerts", w.alert.pk, SH_STAFF),
         ("audit-events", ids["audit"], SH_STAFF),
         ("tokens", ids["token"], MEMBER),
+        ("exports", ids["export"], {"alice", "admin"}),  # alice's own export: nobody else's business
     ]
     cases: list[tuple[str, str, dict[str, Any] | None, set[str]]] = []
     for resource, pk, allowed in lists:
@@ -94,6 +95,8 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("get", "/api/v1/reports/budget/", None, AUTHENTICATED),
         ("get", "/api/v1/reports/tranches/?format=csv", None, AUTHENTICATED),
         ("get", "/api/v1/reports/360giving/", None, SH_STAFF | {"carol", "bob"}),
+        ("post", "/api/v1/exports/", {"report": "budget"}, AUTHENTICATED),
+        ("get", f"/api/v1/exports/{ids['export']}/file/", None, {"alice", "admin"}),
         ("get", "/api/schema/", None, AUTHENTICATED | {"anonymous"}),
         ("get", "/api/docs/", None, AUTHENTICATED | {"anonymous"}),
     ]
@@ -133,6 +136,7 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
         "ledger": LedgerEntry.objects.filter(pool=world.sh_pool).earliest("id").pk,
         "audit": AuditEvent.objects.filter(city_id=world.sh_pool.programme.city_id).earliest("id").pk,
         "token": token.pk,
+        "export": ExportJob.objects.create(requested_by=users["alice"], report="budget", format="csv").pk,
         "rita": users["rita"].pk,
     }
     mismatches = []
@@ -155,3 +159,32 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
             )
     assert not mismatches, "\n".join(mismatches)
     assert len(cases) >= 60
+
+
+# --- Field level: internal figures (issue 11, item 7) -------------------------------------------------------------
+
+POOL_FIGURES = {"committed", "disbursed", "utilisation"}
+
+
+def test_internal_figures_go_only_to_the_citys_staff(request, api, world, admin):
+    """Every signed-in role gets the open Shanghai call; only Shanghai's officers, finance officers and auditors
+    (and the administrator) get its committed, disbursed and utilisation, the programme's committed and the
+    Shanghai rows of the budget report (pipeline, allotment use). The others get the public fields, not nulls."""
+    users = {name: request.getfixturevalue(name) for name in AUTHENTICATED - {"admin"}}
+    users["admin"] = admin
+    pool_url = f"/api/v1/pools/{world.sh_pool.pk}/"
+    programme_url = f"/api/v1/programmes/{world.sh_pool.programme_id}/"
+    seen: dict[str, set[str]] = {"pool": set(), "programme": set(), "budget report": set()}
+    for role, user in users.items():
+        client = api(user)
+        pool = client.get(pool_url).json()
+        assert {"cap", "available", "max_rate", "opens_at", "closes_at"} <= set(pool), role
+        if set(pool) >= POOL_FIGURES:
+            seen["pool"].add(role)
+        else:
+            assert not POOL_FIGURES & set(pool), (role, pool)
+        if "committed" in client.get(programme_url).json():
+            seen["programme"].add(role)
+        if client.get("/api/v1/reports/budget/?city=SH").json()["pools"]:
+            seen["budget report"].add(role)
+    assert seen == {"pool": SH_STAFF, "programme": SH_STAFF, "budget report": SH_STAFF}

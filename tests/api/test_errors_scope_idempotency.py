@@ -1,11 +1,19 @@
 """Bad input is a clear 400 that changes nothing; another city's object is a 404; a retried POST with the same
 Idempotency-Key has one effect; every refusal has the one error shape."""
 
-import pytest
+import threading
+import time
 
+import psycopg
+import pytest
+from django.db import connection
+
+from grants.api import idempotency
 from grants.models import Application, AuditEvent, IdempotencyRecord, LedgerEntry, Tranche
 from tests import factories as f
-from tests.api.conftest import error_shape
+from tests.api.conftest import client_for, error_shape
+from tests.api.test_error_shape import conninfo, pool_locked, web_limits
+from tests.grants.invariants import assert_invariants, state
 
 
 def _state():
@@ -170,3 +178,131 @@ def test_keys_are_per_user_and_bounded(api, world, alice, carol):
     body = {"name_en": "X", "credit_code": "bad", "type": "sme", "city": "SH"}
     too_long = api(carol).post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k" * 101)
     assert too_long.status_code == 400 and too_long.json()["code"] == "idempotency_key_invalid"
+
+
+# --- A copy sent while the first is still running, and a request that dies (PostgreSQL: real row locks) --------
+
+
+class Running:
+    """A POST running in its own thread (its own database connection), to be joined later."""
+
+    def __init__(self, user, url: str, key: str) -> None:
+        self.response = None
+
+        def run() -> None:
+            try:
+                self.response = client_for(user).post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+            finally:
+                connection.close()
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+        return self.response
+
+
+def waiting_on_locks(other: psycopg.Connection) -> list[int]:
+    """The backends of this database waiting for a lock (the stuck request and its copies)."""
+    rows = other.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def wait_until(condition, what: str):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_copy_sent_while_the_first_runs_waits_for_it_and_replays(world, alice):
+    url = f"/api/v1/applications/{world.application.pk}/approve/"
+    with (
+        pool_locked(world.application.pool_id) as other,
+        psycopg.connect(conninfo(), autocommit=True) as watch,
+    ):
+        first = Running(alice, url, "approve-once")
+        wait_until(lambda: len(waiting_on_locks(watch)) == 1, "the first approval to wait on the pool")
+        copy = Running(alice, url, "approve-once")
+        wait_until(lambda: len(waiting_on_locks(watch)) == 2, "the copy to wait on the first one's claim")
+        other.rollback()
+        first_response, copy_response = first.join(), copy.join()
+    assert first_response.status_code == copy_response.status_code == 201, copy_response.json()
+    assert copy_response.json() == first_response.json()
+    assert copy_response["Idempotent-Replayed"] == "true"
+    assert LedgerEntry.objects.filter(award_id=first_response.json()["id"], kind="commit").count() == 1
+    assert_invariants()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_copy_waiting_past_the_lock_timeout_is_409_in_progress_with_retry_after(world, alice):
+    url = f"/api/v1/applications/{world.application.pk}/approve/"
+    with (
+        pool_locked(world.application.pool_id) as other,
+        psycopg.connect(conninfo(), autocommit=True) as watch,
+    ):
+        first = Running(alice, url, "approve-slow")
+        wait_until(lambda: waiting_on_locks(watch), "the first approval to wait on the pool")
+        before = state()
+        with web_limits("300ms", "0"):
+            copy = client_for(alice).post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="approve-slow")
+        assert state() == before
+        other.rollback()
+        assert first.join().status_code == 201
+    assert copy.status_code == 409 and error_shape(copy.json())
+    assert copy.json()["code"] == "idempotency_in_progress"
+    assert copy["Retry-After"] == str(copy.json()["details"]["retry_after_seconds"])
+    again = client_for(alice).post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="approve-slow")
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_request_that_dies_takes_its_claim_with_it(world, alice):
+    """The worker running the first request is killed (its connection cut, as by a crash or a PostgreSQL
+    restart): a retry with the same key runs at once instead of waiting for an orphaned claim to expire."""
+    url = f"/api/v1/applications/{world.application.pk}/approve/"
+    with (
+        pool_locked(world.application.pool_id) as other,
+        psycopg.connect(conninfo(), autocommit=True) as watch,
+    ):
+        first = Running(alice, url, "approve-dies")
+        (pid,) = wait_until(lambda: waiting_on_locks(watch), "the first approval to wait on the pool")
+        watch.execute("SELECT pg_terminate_backend(%s)", [pid])
+        dead = first.join()
+        other.rollback()
+    assert dead.status_code == 503 and dead.json()["code"] == "database_unavailable"
+    assert not IdempotencyRecord.objects.filter(key="approve-dies").exists()
+    retried = client_for(alice).post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="approve-dies")
+    assert retried.status_code == 201, retried.json()
+    assert LedgerEntry.objects.filter(award_id=retried.json()["id"], kind="commit").count() == 1
+    assert_invariants()
+
+
+def test_an_unfinished_claim_of_the_previous_release_is_409_until_it_expires(api, world, alice):
+    """Claims committed without a response were left by the release that claimed outside the transaction."""
+    url = f"/api/v1/applications/{world.application.pk}/reject/"
+    first = api(alice).post(url, {"note": "n"}, format="json", HTTP_IDEMPOTENCY_KEY="old-claim")
+    assert first.status_code == 200
+    record = IdempotencyRecord.objects.get(key="old-claim")
+    IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=None, response_body=None)
+    waiting = api(alice).post(url, {"note": "n"}, format="json", HTTP_IDEMPOTENCY_KEY="old-claim")
+    assert waiting.status_code == 409 and waiting.json()["code"] == "idempotency_in_progress"
+    assert 1 <= int(waiting["Retry-After"]) <= idempotency.CLAIM_TIMEOUT.total_seconds()
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        created_at=record.created_at - idempotency.CLAIM_TIMEOUT
+    )
+    taken_over = api(alice).post(url, {"note": "n"}, format="json", HTTP_IDEMPOTENCY_KEY="old-claim")
+    # The retry ran (the application was rejected by the first request, so this one is refused): expired, the
+    # claim no longer holds anyone back.
+    assert taken_over.status_code == 409 and taken_over.json()["code"] == "invalid_transition"

@@ -19,6 +19,10 @@ EXAMPLES_PER_OPERATION = 4
 @pytest.fixture
 def fuzz_schema(settings, world):
     settings.ALLOWED_HOSTS = ["*"]
+    # The fuzzer sends made-up credentials to the Basic-auth token endpoint many times over; the login policy would
+    # rightly make them wait (429, tests/api/test_password_guessing.py), which is not what this test looks at.
+    settings.LOGIN_FAILURES_BEFORE_DELAY = settings.LOGIN_ADDRESS_FAILURES_BEFORE_DELAY = 10_000
+    settings.LOGIN_ACCOUNT_FAILURES_BEFORE_DELAY = 10_000
     # As Django's test client does: the requests run inside the test's transaction, so the end of a request
     # must not close the database connection.
     signals.request_started.disconnect(close_old_connections)

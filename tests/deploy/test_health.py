@@ -1,5 +1,5 @@
-"""/healthz answers while the process lives; /readyz answers 200 only when the database, the migrations and the
-broker are all in order, and 503 naming the failed check otherwise."""
+"""/healthz answers while the process lives; /readyz answers 200 only when the database, the migrations, the
+broker and the cache are all in order, and 503 naming the failed check otherwise."""
 
 import os
 import subprocess
@@ -17,6 +17,13 @@ from config import health
 ROOT = Path(__file__).resolve().parents[2]
 # Nothing listens on port 1: the connection is refused at once, like a broker that is down.
 DEAD_BROKER = "redis://127.0.0.1:1/0"
+DEAD_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/1",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
 
 
 def test_healthz_answers_without_touching_the_database(client):
@@ -35,6 +42,36 @@ def test_readyz_is_ok_when_everything_is_reachable(client):
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["migrations"] == "ok"
     assert body["checks"]["broker"].startswith("ok")
+    assert body["checks"]["cache"] == "ok (local memory)"  # development's per-process cache, said as such
+
+
+def test_healthz_answers_without_the_cache(client, settings):
+    settings.CACHES = DEAD_CACHE
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_readyz_is_unavailable_when_the_cache_is_down(client, settings):
+    settings.CACHES = DEAD_CACHE
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["cache"] == "failed: ConnectionError"
+    assert checks["database"] == checks["migrations"] == "ok"
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_readyz_reaches_the_redis_cache(client, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+        }
+    }
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"]["cache"] == "ok"
 
 
 @pytest.mark.django_db

@@ -1,16 +1,27 @@
 """Helpers for the job tests: Celery run eagerly in-process, and a local webhook receiver on 127.0.0.1."""
 
 import json
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.celery import app as celery_app
+from grants import tasks
 from grants.services import webhooks
+
+
+@pytest.fixture(autouse=True)
+def _broker_not_known_down(monkeypatch) -> None:
+    """Each test starts with the web process's memory of a broker outage empty (grants.tasks.money_moved)."""
+    monkeypatch.setattr(tasks, "_broker_retry_at", 0.0)
+    monkeypatch.setattr(tasks, "_broker_down_since", None)
 
 
 @pytest.fixture
@@ -40,10 +51,7 @@ class Receiver:
         return [r for r in self.requests if r["verified"]]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    box = Receiver()
-
+def _serve(box: Receiver, tls: ssl.SSLContext | None) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -66,7 +74,9 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    box.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -74,3 +84,33 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def receiver(settings) -> Iterator[Receiver]:
+    # The receiver listens on 127.0.0.1, which webhooks refuse unless allowed (tests/jobs/test_webhook_ssrf.py).
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    yield from _serve(Receiver(), None)
+
+
+@pytest.fixture(scope="session")
+def receiver_certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (certificate, key): processes that send webhooks to the HTTPS
+    receiver trust it through SSL_CERT_FILE, which OpenSSL's default verify paths read."""
+    folder = tmp_path_factory.mktemp("receiver-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def https_receiver(settings, receiver_certificate) -> Iterator[Receiver]:
+    """The receiver over HTTPS: production settings (HTTPS_ONLY) send webhooks to https:// URLs only."""
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*receiver_certificate)
+    yield from _serve(Receiver(), tls)

@@ -54,7 +54,13 @@ def purge(redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    keys = [b"celery", b"unacked", b"unacked_index", *client.scan_iter("grants:track-queued:*")]
+    keys = [
+        b"celery",
+        b"unacked",
+        b"unacked_index",
+        b"grants:outbox-queued",
+        *client.scan_iter("grants:track-queued:*"),
+    ]
     client.delete(*keys)
 
 
@@ -78,6 +84,8 @@ class Worker:
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "JOBS_TRACKING_COALESCE_SECONDS": "1",
             "JOBS_SWEEP_WEBHOOKS_SECONDS": "2",
+            # The test's webhook receiver listens on loopback, which webhook targets may not be by default.
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "text",
             **self.extra,

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.files.storage import default_storage
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -31,6 +30,8 @@ def test_celery_is_configured_for_redelivery_and_short_broker_waits():
         "grants.close_windows",
         "grants.sweep_exports",
         "grants.release_tranches",
+        "grants.drain_outbox",
+        "grants.apply_retention",
     }
 
 
@@ -47,29 +48,47 @@ def test_an_approval_queues_tracking_after_commit_and_the_job_writes_a_snapshot(
     assert FundingPool.objects.get(pk=sh_pool.pk).tracking_due_at is None
 
 
-def test_a_burst_of_money_movements_queues_one_tracking_job(eager, sh_pool, monkeypatch):
+def test_a_burst_of_money_movements_queues_one_tracking_job_and_one_drain(eager, sh_pool, monkeypatch):
     queued: list[tuple] = []
+    drains: list[dict] = []
     monkeypatch.setattr(tasks.track_pool, "apply_async", lambda args, **kw: queued.append(args))
-    monkeypatch.setattr(tasks.fan_out_money_moved, "delay", lambda *a: None)
+    monkeypatch.setattr(tasks.drain_outbox, "apply_async", lambda *a, **kw: drains.append(kw))
     for i in range(20):
         tasks.money_moved(sh_pool.pk, [i])
     assert queued == [(sh_pool.pk,)]
+    assert drains == [{"countdown": django_settings.JOBS_OUTBOX_COALESCE_SECONDS}]
     # The job drops the claim before it reads: a movement after that queues the next job.
     tasks.release_tracking(sh_pool.pk)
     tasks.money_moved(sh_pool.pk, [99])
-    assert len(queued) == 2
+    assert len(queued) == 2 and len(drains) == 1
 
 
-def test_money_moved_never_raises_when_the_broker_is_down(eager, sh_pool, monkeypatch, caplog):
+def test_money_moved_never_raises_when_the_broker_is_down_and_leaves_it_alone_for_a_while(
+    eager, sh_pool, monkeypatch, caplog
+):
+    attempts: list[tuple] = []
+
     def down(*args, **kwargs):
+        attempts.append(args)
         raise OperationalError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
 
     monkeypatch.setattr(tasks.track_pool, "apply_async", down)
-    monkeypatch.setattr(tasks.fan_out_money_moved, "delay", down)
-    tasks.money_moved(sh_pool.pk, [1])
-    assert "sweep will catch up" in caplog.text
+    monkeypatch.setattr(tasks.drain_outbox, "apply_async", down)
+    for i in range(10):
+        tasks.money_moved(sh_pool.pk, [i])
+    # One attempt, one log line: the next requests do not pay the broker's timeouts again.
+    assert len(attempts) == 1
+    assert caplog.text.count("broker unreachable") == 1 and "sweep will catch up" in caplog.text
     # The claim was given back, so the next movement tries to queue again.
     assert tasks.claim_tracking(sh_pool.pk)
+    tasks.release_tracking(sh_pool.pk)
+
+    monkeypatch.setattr(tasks, "_broker_retry_at", 0.0)  # the retry time has come
+    monkeypatch.setattr(tasks.track_pool, "apply_async", lambda *a, **kw: attempts.append(a))
+    monkeypatch.setattr(tasks.drain_outbox, "apply_async", lambda *a, **kw: None)
+    tasks.money_moved(sh_pool.pk, [11])
+    assert len(attempts) == 2
+    assert "broker reachable again" in caplog.text
 
 
 @pytest.mark.redis
@@ -85,6 +104,9 @@ def test_coalescing_claims_live_in_redis_when_there_is_one(settings, sh_pool):
         assert tasks.claim_tracking(sh_pool.pk)
     finally:
         tasks.release_tracking(sh_pool.pk)
+    # One client, so one connection pool, per process: a claim does not open a connection of its own.
+    assert tasks._redis() is tasks._redis()
+    assert len(tasks._redis().connection_pool._available_connections) == 1
 
 
 def test_the_sweep_tracks_every_due_pool(eager, sh_programme, shanghai):
@@ -133,57 +155,9 @@ def test_daily_release_makes_due_tranches_payable_once(eager, sh_pool, carols_st
     ]
 
 
-def test_an_export_is_built_once_to_a_file(eager, alice, sh_pool, settings, tmp_path, monkeypatch):
-    settings.MEDIA_ROOT = tmp_path
-    monkeypatch.setattr(
-        exports,
-        "rows",
-        lambda user, report, params: (["pool", "cap"], iter([("CMP", Decimal("600000000.00")), ("X", None)])),
-    )
-    job = exports.request_export(user=alice, report="budget", format="csv", params={})
-    job.refresh_from_db()  # queued after commit: the test transaction never commits, so run it
-    assert job.status == ExportJob.Status.PENDING
-    assert tasks.export(job.pk) == "done"
-    assert tasks.export(job.pk) is None
-    job.refresh_from_db()
-    assert job.row_count == 2 and job.finished_at is not None
-    with default_storage.open(job.file.name) as fh:
-        assert fh.read().decode("utf-8-sig").splitlines() == ["pool,cap", "CMP,600000000.00", "X,"]
-
-
-def test_an_export_to_xlsx_has_the_header_and_rows(eager, alice, settings, tmp_path, monkeypatch):
-    from openpyxl import load_workbook
-
-    settings.MEDIA_ROOT = tmp_path
-    monkeypatch.setattr(exports, "rows", lambda u, r, p: (["a", "b"], iter([(1, "x"), (2, "y")])))
-    job = exports.request_export(user=alice, report="budget", format="xlsx")
-    exports.run_export(job_id=job.pk)
-    job.refresh_from_db()
-    sheet = load_workbook(tmp_path / job.file.name).worksheets[0]
-    assert [tuple(r) for r in sheet.iter_rows(values_only=True)] == [("a", "b"), (1, "x"), (2, "y")]
-
-
 def test_a_bad_export_request_is_refused_and_creates_nothing(alice):
     with pytest.raises(InvalidInput):
         exports.request_export(user=alice, report="budget", format="pdf")
     with pytest.raises(InvalidInput):
         exports.request_export(user=alice, report="no-such-report", format="csv")
     assert not ExportJob.objects.exists()
-
-
-def test_the_export_sweep_requeues_lost_jobs_and_fails_dead_ones(alice, settings):
-    now = timezone.now()
-    lost = ExportJob.objects.create(
-        requested_by=alice, report="budget", format="csv", created_at=now - timedelta(minutes=5)
-    )
-    fresh = ExportJob.objects.create(requested_by=alice, report="budget", format="csv")
-    dead = ExportJob.objects.create(
-        requested_by=alice,
-        report="budget",
-        format="csv",
-        status="running",
-        created_at=now - timedelta(seconds=settings.JOBS_EXPORT_TIME_LIMIT + 600),
-    )
-    assert exports.stale_jobs(now=now) == [lost.pk]
-    assert ExportJob.objects.get(pk=dead.pk).status == "failed"
-    assert ExportJob.objects.get(pk=fresh.pk).status == "pending"

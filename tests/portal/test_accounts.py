@@ -1,4 +1,4 @@
-"""Sign up, log in with throttling, log out, password reset, CSRF."""
+"""Sign up, log in under the login policy (growing delays), log out, password reset, CSRF."""
 
 import re
 
@@ -107,22 +107,32 @@ def test_a_wrong_password_and_an_unknown_user_read_the_same(carol):
     assert "The username or the password is wrong." in wrong.content.decode()
 
 
-def test_log_in_is_locked_after_repeated_failures_even_with_the_right_password(carol, settings):
-    settings.PORTAL_LOGIN_FAILURE_LIMIT = 3
+def test_log_in_waits_after_repeated_failures_even_with_the_right_password(carol, settings):
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 3
     client = Client()
     for _ in range(3):
         client.post(reverse("portal:login"), {"username": "carol", "password": "guess guess guess"})
     response = client.post(
         reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}
     )
-    assert response.status_code == 200
-    assert "Too many failed attempts" in response.content.decode()
+    assert response.status_code == 429
+    assert response["Retry-After"] == "1"
+    assert "Too many failed attempts. For your security, try again in 1 second." in response.content.decode()
     assert not client.get(reverse("portal:home")).context["user"].is_authenticated
 
 
-def test_lock_out_is_per_username_and_address(carol, settings):
-    settings.PORTAL_LOGIN_FAILURE_LIMIT = 2
-    for _ in range(2):
+def test_the_wait_is_said_in_chinese(carol, settings):
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 2
+    client = Client()
+    for _ in range(3):
+        response = client.post("/zh-hans/login/", {"username": "carol", "password": "x"})
+    assert response.status_code == 429
+    assert "失败次数过多。为保护您的账户，请在 1 秒后再试。" in response.content.decode()  # noqa: RUF001
+
+
+def test_the_wait_is_per_username_and_address(carol, settings):
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 2
+    for _ in range(3):
         Client().post(reverse("portal:login"), {"username": "carol", "password": "x"}, REMOTE_ADDR="10.0.0.9")
     from_elsewhere = Client()
     response = from_elsewhere.post(
@@ -133,20 +143,20 @@ def test_lock_out_is_per_username_and_address(carol, settings):
     assert response.status_code == 302
 
 
-def test_lock_out_of_an_unknown_username_reads_like_a_real_one(carol, settings):
-    settings.PORTAL_LOGIN_FAILURE_LIMIT = 2
-    messages = []
+def test_the_wait_of_an_unknown_username_reads_like_a_real_one(carol, settings):
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 2
+    answers = []
     for username in ("carol", "ghost"):
         client = Client()
         for _ in range(3):
             response = client.post(reverse("portal:login"), {"username": username, "password": "x"})
-        messages.append(response.context["form"].non_field_errors())
-    assert messages[0] == messages[1]
-    assert "Too many failed attempts" in messages[0][0]
+        answers.append((response.status_code, response.context["form"].non_field_errors()))
+    assert answers[0] == answers[1]
+    assert "Too many failed attempts" in answers[0][1][0]
 
 
 def test_a_successful_log_in_clears_the_failure_count(carol, settings):
-    settings.PORTAL_LOGIN_FAILURE_LIMIT = 3
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 3
     client = Client()
     for _ in range(2):
         client.post(reverse("portal:login"), {"username": "carol", "password": "x"})
@@ -158,6 +168,27 @@ def test_a_successful_log_in_clears_the_failure_count(carol, settings):
         reverse("portal:login"), {"username": "carol", "password": "correct horse battery"}
     )
     assert response.status_code == 302
+
+
+def test_password_reset_requests_are_held_back_like_log_ins_and_read_the_same_for_unknown_addresses(
+    carol, settings
+):
+    settings.LOGIN_FAILURES_BEFORE_DELAY = 2
+    answers = []
+    for email in (carol.email, "nobody@example.cn"):
+        client = Client()
+        statuses = [
+            client.post(reverse("portal:password_reset"), {"email": email}).status_code for _ in range(2)
+        ]
+        assert statuses == [302, 302]
+        response = client.post(reverse("portal:password_reset"), {"email": email})
+        answers.append(
+            (response.status_code, response["Retry-After"], response.context["form"].non_field_errors())
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][:2] == (429, "1")
+    assert answers[0][2] == ["Too many requests for a reset link. Try again in 1 second."]
+    assert len(mail.outbox) == 2  # the two accepted requests for carol's address, none for the refused one
 
 
 def test_password_reset_sends_a_working_link_and_reads_the_same_for_unknown_addresses(carol):

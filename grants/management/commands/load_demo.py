@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from stdnum.cn import uscc
 
-from cities.data import CITIES
+from cities.data import AGENCY_CREDIT_CODES, CITIES
 from cities.models import City, StaffScope
 from grants import services
 from grants.models import FundingPool, Institution, InstitutionMember, Programme
@@ -220,6 +220,7 @@ class Command(BaseCommand):
         # A new random password each load: no credential lives in the code, and the console shows it once.
         self.password = secrets.token_urlsafe(9)
         if Programme.objects.filter(city__code="SH", code="2025").exists():
+            self.record_agency_credit_codes()
             if not options["reset_passwords"]:
                 self.stdout.write(
                     "Demo data is already loaded (--reset-passwords prints a new demo password)."
@@ -252,13 +253,26 @@ class Command(BaseCommand):
             scope.cities.set(cities or [])
         return user
 
+    def record_agency_credit_codes(self) -> None:
+        """Demo data loaded before cities had agency credit codes gets them; a code already recorded stays."""
+        for code, credit_code in AGENCY_CREDIT_CODES.items():
+            City.objects.filter(code=code, agency_credit_code="").update(agency_credit_code=credit_code)
+
     def load(self) -> None:
         cities = {
             code: City.objects.get_or_create(
-                code=code, defaults={"name_en": en, "name_zh": zh, "agency_en": aen, "agency_zh": azh}
+                code=code,
+                defaults={
+                    "name_en": en,
+                    "name_zh": zh,
+                    "agency_en": aen,
+                    "agency_zh": azh,
+                    "agency_credit_code": AGENCY_CREDIT_CODES[code],
+                },
             )[0]
             for code, en, zh, aen, azh in CITIES
         }
+        self.record_agency_credit_codes()  # cities that existed before the demo was loaded
         officers = {
             c: self.user(f"{c.lower()}_officer", Role.PROGRAMME_OFFICER, [cities[c]], is_staff=True)
             for c in cities

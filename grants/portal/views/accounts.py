@@ -4,14 +4,17 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from grants import services
+from grants import login_policy, services
+from grants.client_ip import client_address
 from grants.errors import DomainError
 from grants.models import InstitutionMember
 from grants.portal import selectors
@@ -48,7 +51,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             email=form.cleaned_data["email"],
             password=form.cleaned_data["password1"],
         )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="grants.login_policy.ThrottledModelBackend")
         messages.success(request, _("Welcome! Your account is ready. Next, register your institution."))
         return redirect("portal:institution_create")
     return render(request, "portal/signup.html", {"form": form}, status=400 if form.errors else 200)
@@ -58,6 +61,9 @@ class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        return login_policy.refused_response(self.request, super().form_invalid(form))
 
 
 class LogoutView(auth_views.LogoutView):
@@ -70,6 +76,28 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "portal/password_reset_email.txt"
     subject_template_name = "portal/password_reset_subject.txt"
     success_url = reverse_lazy("portal:password_reset_done")
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        # Every request counts, under the login policy's rules: nobody can flood a mailbox with reset links or
+        # probe addresses at speed. The refusal is the same whether or not an account has the address.
+        attempt = login_policy.begin(
+            scope=login_policy.PASSWORD_RESET,
+            account=form.cleaned_data["email"],
+            address=client_address(self.request),
+        )
+        if attempt.refusal is not None:
+            form.add_error(
+                None,
+                ngettext(
+                    "Too many requests for a reset link. Try again in %(seconds)d second.",
+                    "Too many requests for a reset link. Try again in %(seconds)d seconds.",
+                    attempt.refusal.retry_after,
+                )
+                % {"seconds": attempt.refusal.retry_after},
+            )
+            setattr(self.request, login_policy.REFUSAL_ATTRIBUTE, attempt.refusal)
+            return login_policy.refused_response(self.request, self.form_invalid(form))
+        return super().form_valid(form)
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):
