@@ -19,12 +19,10 @@ RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-cre
 
 WORKDIR /app
 
-# Dependencies come from the project's own list, in a layer of their own so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies exactly as locked (versions and hashes; `make lock` writes the file from pyproject.toml), in a layer of
+# their own so a code change does not reinstall them.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 COPY . .
 

@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export SECRET_KEY ?= insecure-local-key-for-development-and-tests-only
 
-.PHONY: run test install lint typecheck pytest messages e2e ops-drill bench clean
+.PHONY: run test install lint typecheck pytest messages e2e ops-drill bench clean lock
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly what requirements-dev.lock pins, each file checked against its hash (pyproject.toml says what the
+# project needs; `make lock` turns that into the lock files, and tests/deploy/test_lockfile.py checks they agree).
+$(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@
 
 install: $(VENV)/.installed
@@ -48,6 +49,12 @@ ops-drill: install
 # Benchmarks against this machine's PostgreSQL and Redis; prints ratios and writes bench/results/latest.json.
 bench: install
 	$(PY) bench/run.py
+
+# Re-resolve the lock files from pyproject.toml: after changing a dependency, or to take newer releases.
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url
+lock: install
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --extra dev --output-file requirements-dev.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .celery media staticfiles

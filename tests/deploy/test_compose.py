@@ -134,7 +134,7 @@ def test_the_image_runs_as_an_unprivileged_user_and_collects_static_files():
     assert re.search(r"^USER app$", dockerfile, flags=re.MULTILINE)
     assert "collectstatic --no-input" in dockerfile
     assert "compilemessages" in dockerfile
-    assert "pyproject.toml" in dockerfile
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     for private in (".env", ".venv", ".git", "db.sqlite3*"):
         assert private in ignored
