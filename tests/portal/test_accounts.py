@@ -8,8 +8,19 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from grants import login_policy
+
 pytestmark = pytest.mark.django_db
 GOOD_PASSWORD = "violet tangerine 42 kites"
+
+
+@pytest.fixture(autouse=True)
+def _clock_stands_still(monkeypatch):
+    """The policy's clock does not move during a test: a wait it asks for lasts however slow the machine is
+    (tests/api/test_password_guessing.py moves the clock where waiting is what it tests)."""
+    moment = login_policy.now()
+    monkeypatch.setattr(login_policy, "now", lambda: moment)
+    monkeypatch.setattr(login_policy, "store", login_policy._Store())
 
 
 def reset_link() -> str:
