@@ -250,8 +250,6 @@ JOBS_EXPORT_LEASE_SECONDS = env_int("JOBS_EXPORT_LEASE_SECONDS", 60)
 JOBS_EXPORT_RETENTION_HOURS = env_int("JOBS_EXPORT_RETENTION_HOURS", 24)
 # Exports a user may have pending or running at once; more are refused until one finishes.
 JOBS_EXPORT_MAX_UNFINISHED = env_int("JOBS_EXPORT_MAX_UNFINISHED", 5)
-# Test-only slow path: an export sleeps this long per row (fault tests kill the worker meanwhile).
-JOBS_TEST_EXPORT_ROW_DELAY = float(env_str("JOBS_TEST_EXPORT_ROW_DELAY", "0") or 0)
 # Redis gives an unacknowledged message to another worker once it is older than the visibility timeout: longer
 # than any acks-late task (their hard limit above), short enough that the work of a worker killed outright comes
 # back within a minute. Every worker scans for such messages every `unacked_restore_interval` seconds.
@@ -325,8 +323,6 @@ for _network in WEBHOOK_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network)
     except ValueError as _exc:
         raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_exc}") from None
-# Test-only slow path: the tracking job sleeps this long before writing (fault tests kill the worker meanwhile).
-JOBS_TEST_TRACKING_DELAY = float(env_str("JOBS_TEST_TRACKING_DELAY", "0") or 0)
 
 
 # --- Applicant portal (grants/portal)

@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class GrantsConfig(AppConfig):
     name = "grants"
     verbose_name = _("Grants")
+
+    def ready(self) -> None:
+        # The task module tells the services how to queue their jobs after a commit
+        # (grants/services/after_commit.py), so it is loaded in every process, not only in the worker.
+        from grants import tasks  # noqa: F401

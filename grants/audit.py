@@ -1,11 +1,12 @@
 """Audit events: written by the services in the same transaction as the change they record."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 
@@ -43,9 +44,14 @@ def snapshot(obj: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     return {f: _plain(getattr(obj, f)) for f in fields}
 
 
+# Who an event is recorded for: a user, or None for the system (a scheduled job). An anonymous user is recorded
+# as None too.
+Actor = User | AnonymousUser | None
+
+
 def record(
     *,
-    actor: Any,
+    actor: Actor,
     action: str,
     obj: models.Model,
     city_id: int | None,
@@ -53,7 +59,7 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
     return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=actor if isinstance(actor, User) and actor.pk else None,
         action=action,
         object_type=obj._meta.model_name or "",
         object_id=str(obj.pk),
@@ -62,4 +68,35 @@ def record(
         before=before,
         after=after,
         remote_addr=remote_addr.get(),
+    )
+
+
+def change(
+    obj: models.Model,
+    *,
+    actor: Actor,
+    action: str,
+    city_id: int | None,
+    audited: Iterable[str],
+    values: Mapping[str, Any],
+    also_save: Iterable[str] = (),
+    noted: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """The one way a service changes a row it holds and records it: snapshot the `audited` fields, set `values`,
+    save exactly those fields (with `also_save`, such as an auto-updated `updated_at`; nothing is saved when
+    `values` is empty), and record the event with the snapshots before and after (`noted` added to the after,
+    such as the reason given)."""
+    audited = tuple(audited)
+    before = snapshot(obj, audited)
+    for name, value in values.items():
+        setattr(obj, name, value)
+    if values:
+        obj.save(update_fields=[*values, *also_save])
+    return record(
+        actor=actor,
+        action=action,
+        obj=obj,
+        city_id=city_id,
+        before=before,
+        after={**snapshot(obj, audited), **(noted or {})},
     )

@@ -105,6 +105,13 @@ class ConflictOfInterest(DomainError):
     status = 409
 
 
+class InstitutionDebarred(DomainError):
+    """The institution is debarred: no approvals, no payments (its applications fail eligibility instead)."""
+
+    code = "institution_debarred"
+    status = 409
+
+
 class DuplicatePaymentReference(DomainError):
     code = "duplicate_payment_reference"
     status = 409

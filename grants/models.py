@@ -579,6 +579,17 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount} {self.pool.code} FY{self.fiscal_year}"
 
 
+# What an entry of each kind does to the counters it justifies: (counter, sign). The one definition of the
+# ledger's signs: postings (services.budget) apply it to the counters, the ledger totals (selectors.ledger_totals)
+# to the entries' sums.
+LEDGER_EFFECTS: dict[str, tuple[str, int]] = {
+    LedgerEntry.Kind.COMMIT: ("committed", 1),
+    LedgerEntry.Kind.DECOMMIT: ("committed", -1),
+    LedgerEntry.Kind.DISBURSE: ("disbursed", 1),
+    LedgerEntry.Kind.RECOVER: ("disbursed", -1),
+}
+
+
 class UsageSnapshot(models.Model):
     pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="snapshots")
     taken_at = models.DateTimeField(default=timezone.now)

@@ -14,12 +14,17 @@ A user can be several of these at once: the scopes are OR-ed. Every function ret
 filters, ordering and pagination, and the database does the scoping in the same query.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Func, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from cities.models import City
 from grants.models import (
+    LEDGER_EFFECTS,
     Application,
     AuditEvent,
     Award,
@@ -34,6 +39,7 @@ from grants.models import (
     Review,
     Tranche,
 )
+from grants.money import ZERO
 from grants.roles import Role, city_ids, roles_of
 
 UserLike = Any
@@ -190,3 +196,49 @@ def alerts(user: UserLike) -> QuerySet[BudgetAlert]:
 def audit_events(user: UserLike) -> QuerySet[AuditEvent]:
     """Officers and auditors of a city see its events; events with no city only those who see every city."""
     return AuditEvent.objects.filter(_staff_cities(user, "city_id"))
+
+
+# --- Derived figures: each defined once, asked by tracking, the reports, the dashboard and the admin -------------
+
+# The pipeline: applications submitted and not yet decided (submitted or under review), whose requested amounts
+# may still be committed.
+PIPELINE_STATUSES = (Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW)
+
+
+def pipeline_of_pool(pool_ref: str = "pk") -> Func:
+    """The pipeline of the pool whose id is `pool_ref` in the outer query, for `.annotate(pipeline=...)`: the
+    requested amounts of its applications in PIPELINE_STATUSES, zero when there are none. A correlated
+    subquery rather than a join, so it adds nothing to the other sums of the query
+    (application_pool_status_idx)."""
+    total = (
+        Application.objects.filter(pool_id=OuterRef(pool_ref), status__in=PIPELINE_STATUSES)
+        .order_by()
+        .values("pool_id")
+        .annotate(total=Sum("requested_amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(total), ZERO)
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    committed: Decimal = ZERO
+    disbursed: Decimal = ZERO
+
+
+def ledger_totals(
+    entries: QuerySet[LedgerEntry], *, by: Sequence[str] = ()
+) -> dict[tuple[Any, ...], LedgerTotals]:
+    """Committed and disbursed money as the ledger entries say, per value of the `by` fields (e.g. ("pool_id",),
+    ("pool_id", "fiscal_year"), ("fiscal_year",)); keyed by the tuple of those values, () when `by` is empty.
+
+    One GROUP BY over (by..., kind), served by ledger_pool_kind_year_idx for a pool's entries; the signs are
+    LEDGER_EFFECTS', applied to the few rows of the result. Groups without entries are absent: ask with
+    `.get(key, LedgerTotals())`."""
+    sums: dict[tuple[Any, ...], dict[str, Decimal]] = {}
+    for row in entries.values(*by, "kind").annotate(total=Sum("amount")).order_by():
+        key = tuple(row[name] for name in by)
+        counter, sign = LEDGER_EFFECTS[row["kind"]]
+        group = sums.setdefault(key, {"committed": ZERO, "disbursed": ZERO})
+        group[counter] += sign * row["total"]
+    return {key: LedgerTotals(**group) for key, group in sums.items()}

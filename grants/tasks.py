@@ -18,8 +18,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from grants.models import FundingPool
-from grants.services import exports, outbox, tracking, webhooks, windows
+from grants.services import after_commit, exports, outbox, tracking, webhooks, windows
 from grants.services.payments import release_due_tranches
 
 logger = logging.getLogger(__name__)
@@ -181,17 +180,25 @@ def queue_export(job_id: int) -> None:
         logger.warning("could not queue export %s; the sweep will: %s", job_id, exc)
 
 
+# How the services queue their jobs after a commit (they cannot import this module, which calls them). The names
+# are looked up at each call, so a test may replace either function here.
+after_commit.connect(
+    after_commit.Queue(
+        money_moved=lambda pool_id, entry_ids: money_moved(pool_id, entry_ids),
+        export=lambda job_id: queue_export(job_id),
+    )
+)
+
+
 # --- Tasks --------------------------------------------------------------------------------------------------
 
 
 @shared_task(name="grants.track_pool", **RETRY)
 def track_pool(pool_id: int) -> dict[str, Any]:
+    """Track one pool after a commit moved its money: a batch of one through the sweep's path (a pool since deleted,
+    or held by another run, is left alone: ran False)."""
     release_tracking(pool_id)
-    try:
-        result = tracking.track_pool(pool_id=pool_id)
-    except FundingPool.DoesNotExist:
-        logger.warning("pool %s no longer exists", pool_id)
-        return {"pool": pool_id, "ran": False}
+    result = tracking.track_pool(pool_id=pool_id)
     _queue_deliveries(result.deliveries)
     return {"pool": pool_id, "ran": result.ran, "raised": result.raised, "cleared": result.cleared}
 

@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from grants import services
+from grants import services, workflow
 from grants.admin.base import (
     NoteForm,
     Operation,
@@ -33,13 +33,15 @@ from grants.admin.base import (
     ScopedAdmin,
     city_scope,
     money,
+    transition,
     utilisation_bar,
 )
 from grants.errors import DomainError
-from grants.models import Application, Attachment, Review, Tranche
-from grants.money import ZERO, apply_rate
+from grants.models import Application, Attachment, Review
+from grants.money import ZERO
 from grants.roles import Role, city_ids, has_role, roles_of
-from grants.services.applications import rate_for
+from grants.selectors import PIPELINE_STATUSES
+from grants.services.levels import cost_share_limit, levels_now, rate_for
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
 S = Application.Status
@@ -91,10 +93,6 @@ class ReviewForm(OperationForm):
     )
 
 
-def _open(app: Application) -> bool:
-    return app.status in (S.SUBMITTED, S.UNDER_REVIEW)
-
-
 class ReviewInline(ReadOnlyInline):
     model = Review
     fields = (
@@ -128,7 +126,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "open":
-            return queryset.filter(status__in=[S.SUBMITTED, S.UNDER_REVIEW])
+            return queryset.filter(status__in=PIPELINE_STATUSES)
         if self.value() == "decided":
             return queryset.filter(status__in=[S.APPROVED, S.REJECTED])
         return queryset
@@ -204,25 +202,26 @@ class ApplicationAdmin(ScopedAdmin):
             lambda actor, app, d: services.assign_reviewers(
                 application=app, actor=actor, reviewers=list(d["reviewers"])
             ),
-            roles=PO,
+            # Also while under review (more reviewers), so not only the transition: the service's own rule.
+            roles=workflow.roles_for(Application, S.UNDER_REVIEW),
             form_class=AssignReviewersForm,
-            available=_open,
+            available=lambda app: app.status in workflow.ASSIGNABLE,
         ),
-        Operation(
+        transition(
             "return",
             gettext_lazy("return for changes"),
             lambda actor, app, d: services.return_application(application=app, actor=actor, note=d["note"]),
-            roles=PO,
+            model=Application,
+            target=S.RETURNED,
             form_class=ReturnForm,
-            available=_open,
         ),
-        Operation(
+        transition(
             "reject",
             gettext_lazy("reject"),
             lambda actor, app, d: services.reject_application(application=app, actor=actor, note=d["note"]),
-            roles=PO,
+            model=Application,
+            target=S.REJECTED,
             form_class=NoteForm,
-            available=lambda app: app.status == S.UNDER_REVIEW,
             danger=True,
         ),
     )
@@ -274,8 +273,10 @@ class ApplicationAdmin(ScopedAdmin):
 
     def operations_for(self, request: HttpRequest, obj: Any) -> list[tuple[Operation, str]]:
         ops = super().operations_for(request, obj)
-        if obj.status == S.UNDER_REVIEW and has_role(request.user, Role.PROGRAMME_OFFICER):
-            approve = Operation("approve", gettext_lazy("approve"), lambda *a: None, roles=PO)
+        if workflow.allowed(request.user, obj, S.APPROVED):
+            approve = Operation(
+                "approve", gettext_lazy("approve"), lambda *a: None, roles=PO, target=S.APPROVED
+            )
             ops.insert(0, (approve, reverse("admin:grants_application_approve", args=[obj.pk])))
         return ops
 
@@ -329,7 +330,7 @@ class ApplicationAdmin(ScopedAdmin):
             "schedule": [(t, money(t.amount)) for t in schedule],
             "schedule_total": money(sum((t.amount for t in schedule), ZERO)) if schedule else "",
             "digest": digest,
-            "budget": approval_budget(application, schedule),
+            "budget": approval_budget(application, schedule) if schedule else [],
             "change_url": change_url,
         }
         return TemplateResponse(request, "admin/grants/approve.html", context)
@@ -421,74 +422,44 @@ def schedule_digest(schedule: list[services.TrancheSpec]) -> str:
 
 
 def approval_budget(application: Application, schedule: list[services.TrancheSpec]) -> list[dict[str, Any]]:
-    """Every level of §4 the approval will be checked against, with what is left now: the officer sees which one
-    would refuse before confirming (the service still decides, under its locks)."""
+    """The levels of §4 the approval will be checked against, as the service computes them (`levels_now`), with
+    what is left now: the officer sees which one would refuse before confirming (the service still decides, under
+    its locks)."""
     pool = application.pool
-    programme = pool.programme
-    total = sum((t.amount for t in schedule), ZERO)
     by_year: dict[int, Decimal] = {}
     for t in schedule:
         by_year[t.fiscal_year] = by_year.get(t.fiscal_year, ZERO) + t.amount
-    rows: list[dict[str, Any]] = [
-        _level(_("pool cap"), total, pool.cap - pool.committed, utilisation_bar(pool.committed, pool.cap)),
-        _level(
-            _("programme total"),
-            total,
-            programme.total_budget - programme.committed,
-            utilisation_bar(programme.committed, programme.total_budget),
-        ),
+    rows = levels_now(
+        pool_id=pool.pk,
+        institution_id=application.institution_id,
+        asked_by_year=by_year,
+        award_total=sum(by_year.values(), ZERO),
+        cost_share_limit=cost_share_limit(pool, application.institution, application.eligible_cost),
+    )
+    figures = {"rate": f"{((rate_for(pool, application.institution) or ZERO) * 100).normalize():f}"}
+    return [
+        {
+            "level": row.name,
+            "name": str(LEVEL_LABELS[row.name]) % {**figures, "year": row.fiscal_year},
+            "asked": money(row.asked),
+            "left": money(max(row.left, ZERO)),
+            "ok": row.has_room,
+            "bar": utilisation_bar(row.used, row.limit) if row.name in COUNTERS and row.limit else "",
+        }
+        for row in rows
     ]
-    allotments = {a.fiscal_year: a for a in pool.allotments.filter(fiscal_year__in=by_year)}
-    if pool.allotments.exists():
-        for year, amount in sorted(by_year.items()):
-            a = allotments.get(year)
-            rows.append(
-                _level(
-                    _("allotment %(year)d") % {"year": year},
-                    amount,
-                    (a.amount - a.committed) if a else ZERO,
-                    utilisation_bar(a.committed, a.amount) if a else "",
-                )
-            )
-    if pool.max_per_institution_year is not None:
-        existing = dict(
-            Tranche.objects.filter(
-                award__pool=pool, award__institution_id=application.institution_id, fiscal_year__in=by_year
-            )
-            .exclude(status=Tranche.Status.CANCELLED)
-            .values_list("fiscal_year")
-            .annotate(s=Sum("amount"))
-        )
-        for year, amount in sorted(by_year.items()):
-            rows.append(
-                _level(
-                    _("institution's maximum in %(year)d") % {"year": year},
-                    amount,
-                    pool.max_per_institution_year - existing.get(year, ZERO),
-                )
-            )
-    if pool.max_per_award is not None:
-        rows.append(_level(_("per-award maximum"), total, pool.max_per_award))
-    rate = rate_for(pool, application.institution)
-    if rate is not None:
-        rows.append(
-            _level(
-                _("cost-share limit (%(rate)s%%)") % {"rate": f"{(rate * 100).normalize():f}"},
-                total,
-                apply_rate(application.eligible_cost, rate),
-            )
-        )
-    return rows
 
 
-def _level(name: str, asked: Decimal, left: Decimal, bar: Any = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "asked": money(asked),
-        "left": money(max(left, ZERO)),
-        "ok": asked <= left,
-        "bar": bar,
-    }
+LEVEL_LABELS = {
+    "pool_cap": gettext_lazy("pool cap"),
+    "fiscal_year_allotment": gettext_lazy("allotment %(year)d"),
+    "institution_year": gettext_lazy("institution's maximum in %(year)d"),
+    "per_award": gettext_lazy("per-award maximum"),
+    "cost_share": gettext_lazy("cost-share limit (%(rate)s%%)"),
+    "programme_total": gettext_lazy("programme total"),
+}
+# The levels kept as counters (committed out of an amount) show how full they are.
+COUNTERS = {"pool_cap", "fiscal_year_allotment", "programme_total"}
 
 
 # --- Reviews and attachments --------------------------------------------------------------------------------
@@ -546,7 +517,7 @@ class ReviewAdmin(ScopedAdmin):
             _submit_review,
             roles=(Role.REVIEWER,),
             form_class=ReviewForm,
-            available=lambda review: review.submitted_at is None,
+            available=services.applications.awaiting_review,
             bulk=False,
         ),
     )

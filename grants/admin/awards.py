@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
-from grants import services
+from grants import services, workflow
 from grants.admin.base import (
     FiscalYearColumn,
     Operation,
@@ -20,10 +20,12 @@ from grants.admin.base import (
     ReadOnlyInline,
     ReasonForm,
     money,
+    transition,
     utilisation_bar,
 )
 from grants.models import Award, MilestoneReport, Recovery, Tranche
 from grants.roles import Role
+from grants.services.payments import awaiting_decision, receivable
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
 PO = (Role.PROGRAMME_OFFICER,)
@@ -102,10 +104,6 @@ class TrancheInline(FiscalYearColumn, ReadOnlyInline):
         return money(tranche.amount)
 
 
-def _active(award: Award) -> bool:
-    return award.status in (W.ACTIVE, W.SUSPENDED)
-
-
 @admin.register(Award)
 class AwardAdmin(FinancialRecordAdmin):
     city_path = "pool__programme__city"
@@ -161,20 +159,20 @@ class AwardAdmin(FinancialRecordAdmin):
         (gettext_lazy("approved at"), "approved_at"),
     )
     operations = (
-        Operation(
+        transition(
             "suspend",
             gettext_lazy("suspend"),
             lambda actor, award, d: services.suspend_award(award=award, actor=actor, reason=d["reason"]),
-            roles=PO,
+            model=Award,
+            target=W.SUSPENDED,
             form_class=ReasonForm,
-            available=lambda award: award.status == W.ACTIVE,
         ),
-        Operation(
+        transition(
             "resume",
             gettext_lazy("resume"),
             lambda actor, award, d: services.resume_award(award=award, actor=actor),
-            roles=PO,
-            available=lambda award: award.status == W.SUSPENDED,
+            model=Award,
+            target=W.ACTIVE,
         ),
         Operation(
             "amend",
@@ -184,16 +182,16 @@ class AwardAdmin(FinancialRecordAdmin):
             ),
             roles=PO,
             form_class=AmountReasonForm,
-            available=_active,
+            available=lambda award: award.status in workflow.OPEN_AWARD,
             bulk=False,
         ),
-        Operation(
+        transition(
             "terminate",
             gettext_lazy("terminate"),
             lambda actor, award, d: services.terminate_award(award=award, actor=actor, reason=d["reason"]),
-            roles=PO,
+            model=Award,
+            target=W.TERMINATED,
             form_class=ReasonForm,
-            available=_active,
             danger=True,
         ),
         Operation(
@@ -298,14 +296,16 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
         (gettext_lazy("payment reference"), "payment_reference"),
     )
     operations = (
-        Operation(
+        transition(
             "release",
             gettext_lazy("release (make payable)"),
             lambda actor, t, d: services.release_tranche(tranche=t, actor=actor),
-            roles=FO,
-            available=lambda t: t.status == T.PLANNED,
+            model=Tranche,
+            target=T.PAYABLE,
+            # A withheld tranche is made payable by lifting the withholding (the same step, one button).
+            available=lambda t: t.status != T.WITHHELD,
         ),
-        Operation(
+        transition(
             "pay",
             gettext_lazy("record payment"),
             lambda actor, t, d: services.pay_tranche(
@@ -315,33 +315,33 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
                 paid_on=d.get("paid_on") or None,
                 idempotency_key=f"admin-pay-{t.pk}-{d['payment_reference']}",
             ),
-            roles=FO,
+            model=Tranche,
+            target=T.PAID,
             form_class=PaymentForm,
-            available=lambda t: t.status == T.PAYABLE,
             bulk=False,
         ),
-        Operation(
+        transition(
             "withhold",
             gettext_lazy("withhold"),
             lambda actor, t, d: services.withhold_tranche(tranche=t, actor=actor, reason=d["reason"]),
-            roles=FO,
+            model=Tranche,
+            target=T.WITHHELD,
             form_class=ReasonForm,
-            available=lambda t: t.status in (T.PLANNED, T.PAYABLE),
         ),
-        Operation(
+        transition(
             "unwithhold",
             gettext_lazy("lift the withholding"),
             lambda actor, t, d: services.unwithhold_tranche(tranche=t, actor=actor),
-            roles=FO,
-            available=lambda t: t.status == T.WITHHELD,
+            model=Tranche,
+            target=T.PLANNED,
         ),
-        Operation(
+        transition(
             "cancel",
             gettext_lazy("cancel"),
             lambda actor, t, d: services.cancel_tranche(tranche=t, actor=actor, reason=d["reason"]),
-            roles=FO,
+            model=Tranche,
+            target=T.CANCELLED,
             form_class=ReasonForm,
-            available=lambda t: t.status in (T.PLANNED, T.PAYABLE, T.WITHHELD),
             danger=True,
         ),
     )
@@ -394,7 +394,7 @@ class MilestoneReportAdmin(FinancialRecordAdmin):
             ),
             roles=PO,
             form_class=DecisionNoteForm,
-            available=lambda r: r.status == MilestoneReport.Status.SUBMITTED,
+            available=awaiting_decision,
         ),
         Operation(
             "reject",
@@ -404,7 +404,7 @@ class MilestoneReportAdmin(FinancialRecordAdmin):
             ),
             roles=PO,
             form_class=DecisionNoteForm,
-            available=lambda r: r.status == MilestoneReport.Status.SUBMITTED,
+            available=awaiting_decision,
             danger=True,
         ),
     )
@@ -443,7 +443,7 @@ class RecoveryAdmin(FinancialRecordAdmin):
             lambda actor, r, d: services.record_recovery_receipt(recovery=r, actor=actor, amount=d["amount"]),
             roles=FO,
             form_class=ReceiptForm,
-            available=lambda r: r.status == Recovery.Status.OPEN,
+            available=receivable,
             bulk=False,
         ),
     )

@@ -5,7 +5,9 @@ Scoping: an officer or auditor sees the rows of their cities (`grants.roles.city
 Each admin names the lookup from its model to the city (`city_path`); querysets, foreign-key choices and list
 filters (`RelatedOnlyFieldListFilter`, which offers only values present in the scoped queryset) all go through it.
 
-Operations: every change of state is an `Operation` that calls one service function. It appears as a button on the
+Operations: every change of state is an `Operation` that calls one service function; one that is a transition of
+the workflow (`transition(...)`) is offered to the roles grants.workflow names and shown exactly when
+`workflow.allowed` says the user may take it from the object's current state. It appears as a button on the
 object's page (with a small form when the service needs input) and as a changelist action (with an intermediate page
 for the same form). A refusal (`DomainError`) is shown with the service's own message and changes nothing: each
 service call is its own transaction.
@@ -36,6 +38,7 @@ from django.utils.text import capfirst
 from django.utils.translation import get_language, gettext_lazy, gettext_noop
 from django.utils.translation import gettext as _
 
+from grants import workflow
 from grants.api.formats import chunked, csv_text
 from grants.errors import DomainError
 from grants.money import format_money
@@ -117,8 +120,10 @@ class ReasonForm(OperationForm):
 class Operation:
     """One service call offered on an object's page and as a changelist action.
 
-    `run(actor, obj, data)` calls the service; `available(obj)` says whether the button makes sense in the object's
-    current state (the service is still the judge); `roles` are the roles that may take it.
+    `run(actor, obj, data)` calls the service; `roles` are the roles that may take it. A transition names its
+    `target` state and is shown when `workflow.allowed` (and `available`, when one button of several that reach
+    the same state is preferred); any other operation is shown when `available(obj)` says it makes sense in the
+    object's current state (the service is still the judge).
     """
 
     name: str
@@ -129,6 +134,25 @@ class Operation:
     available: Callable[[Any], bool] = field(default=lambda obj: True)
     bulk: bool = True
     danger: bool = False
+    target: str = ""
+
+    def shown(self, user: Any, obj: Any) -> bool:
+        if self.target and not workflow.allowed(user, obj, self.target):
+            return False
+        return self.available(obj)
+
+
+def transition(
+    name: str,
+    label: Any,
+    run: Callable[[Any, Any, dict[str, Any]], Any],
+    *,
+    model: type[workflow.Workflowed],
+    target: str,
+    **options: Any,
+) -> Operation:
+    """An operation that moves its object to `target`, offered to the roles the workflow's table names."""
+    return Operation(name, label, run, roles=workflow.roles_for(model, target), target=target, **options)
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -182,7 +206,7 @@ class ScopedAdmin(admin.ModelAdmin):
         return [
             (op, reverse(f"admin:{info[0]}_{info[1]}_op", args=[obj.pk, op.name]))
             for op in self.operations
-            if self.may_take(request, op) and op.available(obj)
+            if self.may_take(request, op) and op.shown(request.user, obj)
         ]
 
     def may_take(self, request: HttpRequest, op: Operation) -> bool:

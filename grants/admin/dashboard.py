@@ -16,11 +16,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from grants import selectors
 from grants.admin import charts
 from grants.admin.base import CITY_STAFF, city_scope, money
 from grants.errors import DomainError
 from grants.models import (
-    Application,
     BudgetAlert,
     FiscalYearAllotment,
     FundingPool,
@@ -33,7 +33,6 @@ from grants.roles import roles_of
 from grants.services.alerts import acknowledge_alert
 
 HISTORY_POINTS = 200
-PIPELINE = [Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW]
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
@@ -66,13 +65,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         .select_related("city")
         .annotate(disbursed=Sum("pools__disbursed", default=ZERO))
     )
-    pool_list = list(
-        pools.select_related("programme__city").annotate(
-            pipeline=Sum(
-                "applications__requested_amount", filter=Q(applications__status__in=PIPELINE), default=ZERO
-            )
-        )
-    )
+    pool_list = list(pools.select_related("programme__city").annotate(pipeline=selectors.pipeline_of_pool()))
 
     tranches = Tranche.objects.filter(city_scope(user, "award__pool__programme__city"))
     allotments = FiscalYearAllotment.objects.filter(city_scope(user, "pool__programme__city"))

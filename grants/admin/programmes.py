@@ -1,10 +1,9 @@
 """Programmes, funding pools and fiscal-year allotments: the budgets themselves.
 
-A pool's cap and its allotments change only through grants.services.pools (set_pool_cap, set_allotment), which
-refuse caps beyond the programme total, caps below what is committed or allotted, and allotments beyond the cap.
-The forms try those services inside a savepoint that is always rolled back, so the officer sees the services' own
-refusal on the field at fault, and the save then calls them for real in the same transaction, the rows still
-locked by the trial.
+Pools are created, edited and given their cap and allotments only through grants.services.pools (create_pool,
+change_pool, change_pool_budget). The forms show that module's own refusals on the field at fault: they lock the
+budget rows (`lock_budget`) and ask the pure check `budget_problems`; the save then calls the services in the
+same transaction, the rows still locked, so the services find what the forms found.
 """
 
 from decimal import Decimal
@@ -12,7 +11,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db import transaction
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -20,17 +18,19 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from grants import audit
 from grants.admin.base import FiscalYearColumn, ScopedAdmin, money, utilisation_bar
-from grants.errors import DomainError
 from grants.models import Application, FiscalYearAllotment, FundingPool, Programme
 from grants.money import ZERO
+from grants.selectors import PIPELINE_STATUSES
 from grants.services.pools import (
+    POOL_RULE_FIELDS,
     PROGRAMME_FIELDS,
-    caps_problem,
+    budget_problems,
+    change_pool,
+    change_pool_budget,
+    create_pool,
+    lock_budget,
     save_programme,
-    set_allotment,
-    set_pool_cap,
     total_problem,
 )
 
@@ -193,42 +193,6 @@ class ProgrammeAdmin(ScopedAdmin):
 # --- Pools and allotments -----------------------------------------------------------------------------------
 
 
-class _Trial(Exception):
-    """Raised to roll back a trial run of the services."""
-
-
-def apply_budget(pool: FundingPool, actor: Any, cap: Decimal, allotments: list[tuple[int, Decimal]]) -> None:
-    """Set a pool's cap and allotments through the services, in an order that lets a consistent change pass: when
-    the cap shrinks, allotments shrink first; when it grows, it grows first."""
-    current = {a.fiscal_year: a.amount for a in pool.allotments.all()}
-    changed = sorted(
-        ((y, a) for y, a in allotments if current.get(y) != a),
-        key=lambda ya: ya[1] - current.get(ya[0], ZERO),
-    )
-    stored_cap = FundingPool.objects.values_list("cap", flat=True).get(pk=pool.pk)
-    shrinking = cap < stored_cap
-    if cap > stored_cap:
-        set_pool_cap(pool=pool, actor=actor, cap=cap)
-    for year, amount in changed:
-        set_allotment(pool=pool, actor=actor, fiscal_year=year, amount=amount)
-    if shrinking:
-        set_pool_cap(pool=pool, actor=actor, cap=cap)
-
-
-def try_budget(
-    pool: FundingPool, actor: Any, cap: Decimal, allotments: list[tuple[int, Decimal]]
-) -> DomainError | None:
-    """What the services would say to `apply_budget`, without changing anything."""
-    try:
-        with transaction.atomic():
-            apply_budget(pool, actor, cap, allotments)
-            raise _Trial
-    except _Trial:
-        return None
-    except DomainError as exc:
-        return exc
-
-
 class PoolForm(forms.ModelForm):
     request: HttpRequest
 
@@ -237,36 +201,28 @@ class PoolForm(forms.ModelForm):
         exclude: tuple[str, ...] = ()
 
     def clean(self) -> dict[str, Any]:
+        """The cap on its own (the programme total, what is committed); the allotment inline checks the cap
+        against the allotments, which it alone sees."""
         data = super().clean() or {}
         cap = data.get("cap")
-        if cap is None:
+        programme = self.instance.programme if self.instance.pk else data.get("programme")
+        if cap is None or programme is None:
             return data
-        if self.instance.pk is None:
-            programme = data.get("programme")
-            if programme is not None:
-                Programme.objects.select_for_update().filter(pk=programme.pk).first()
-                problem = caps_problem(programme, cap)
-                if problem:
-                    self.add_error("cap", problem)
-        elif cap != FundingPool.objects.values_list("cap", flat=True).get(pk=self.instance.pk):
-            error = try_budget(self.instance, self.request.user, cap, [])
-            allotted = self.instance.allotments.aggregate(s=Sum("amount", default=ZERO))["s"]
-            # A cap below today's allotments passes if the same save lowers them: the inline's trial decides.
-            with_allotments = "allotments-TOTAL_FORMS" in self.data
-            if error is not None and not (with_allotments and cap < allotted):
-                self.add_error("cap", error.message)
+        budget = lock_budget(programme_id=programme.pk, pool_id=self.instance.pk)
+        for problem in budget_problems(budget, cap=cap, allotments={}).cap:
+            self.add_error("cap", problem)
         return data
 
 
 class AllotmentFormSet(forms.BaseInlineFormSet):
     request: HttpRequest
 
-    def rows(self) -> list[tuple[int, Decimal]]:
-        return [
-            (f.cleaned_data["fiscal_year"], f.cleaned_data["amount"])
+    def rows(self) -> dict[int, Decimal]:
+        return {
+            f.cleaned_data["fiscal_year"]: f.cleaned_data["amount"]
             for f in self.forms
             if f.cleaned_data and "fiscal_year" in f.cleaned_data and "amount" in f.cleaned_data
-        ]
+        }
 
     def clean(self) -> None:
         super().clean()
@@ -277,22 +233,17 @@ class AllotmentFormSet(forms.BaseInlineFormSet):
                 form.add_error(
                     "fiscal_year", _("An allotment's year cannot change; add one for the new year.")
                 )
-        rows = self.rows()
-        years = [y for y, _a in rows]
+        years = [f.cleaned_data["fiscal_year"] for f in self.forms if f.cleaned_data.get("fiscal_year")]
         if len(years) != len(set(years)):
             raise forms.ValidationError(_("One allotment per fiscal year."))
-        pool = self.instance
-        if pool.pk is None:
-            total = sum((a for _y, a in rows), ZERO)
-            if pool.cap is not None and total > pool.cap:
-                raise forms.ValidationError(
-                    _("The allotments would sum to %(sum)s, more than the pool cap %(cap)s.")
-                    % {"sum": money(total), "cap": money(pool.cap)}
-                )
-            return
-        error = try_budget(pool, self.request.user, pool.cap, rows)
-        if error is not None:
-            raise forms.ValidationError(error.message)
+        pool = self.instance  # carries the cap the pool form is saving
+        if pool.programme_id is None or pool.cap is None:
+            return  # the pool form reports what is missing
+        rows = self.rows()
+        budget = lock_budget(programme_id=pool.programme_id, pool_id=pool.pk, years=rows)
+        problems = budget_problems(budget, cap=pool.cap, allotments=rows).allotments
+        if problems:
+            raise forms.ValidationError(problems)
 
 
 class AllotmentInline(admin.TabularInline):
@@ -322,9 +273,9 @@ class AllotmentInline(admin.TabularInline):
 
 
 def pipeline_of(pool: FundingPool) -> Decimal:
-    return Application.objects.filter(
-        pool=pool, status__in=[Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW]
-    ).aggregate(s=Sum("requested_amount", default=ZERO))["s"]
+    return Application.objects.filter(pool=pool, status__in=PIPELINE_STATUSES).aggregate(
+        s=Sum("requested_amount", default=ZERO)
+    )["s"]
 
 
 @admin.register(FundingPool)
@@ -385,44 +336,23 @@ class FundingPoolAdmin(ScopedAdmin):
         return ("budget", "programme", "code") if obj else ()
 
     def save_model(self, request: HttpRequest, obj: FundingPool, form: Any, change: bool) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
-            audit.record(
-                actor=request.user,
-                action="pool.create",
-                obj=obj,
-                city_id=obj.programme.city_id,
-                after={"cap": str(obj.cap), "code": obj.code},
-            )
-            return
-        # The cap goes through set_pool_cap in save_related, together with the allotments.
-        stored = FundingPool.objects.get(pk=obj.pk)
-        fields = [f for f in form.changed_data if f != "cap"]
-        new_cap, obj.cap = obj.cap, stored.cap
-        if fields:
-            obj.save(update_fields=fields)
-            audit.record(
-                actor=request.user,
-                action="pool.change",
-                obj=obj,
-                city_id=obj.programme.city_id,
-                after={"fields": fields},
-            )
-        obj.cap = new_cap
+        """Nothing here: the pool is saved with its allotments, by the services, in save_related."""
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pool = form.instance
-        rows: list[tuple[int, Decimal]] = []
+        rows: dict[int, Decimal] = {}
         for formset in formsets:
             if isinstance(formset, AllotmentFormSet):
-                rows = [(y, a) for y, a in formset.rows()]
+                rows = formset.rows()
             # The admin's change message reads these; the services, not formset.save(), write the rows.
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        actor = request.user
         if change:
-            apply_budget(pool, request.user, pool.cap, rows)
+            change_pool_budget(pool=pool, actor=actor, cap=pool.cap, allotments=rows)  # type: ignore[arg-type]
+            rules = [name for name in form.changed_data if name in POOL_RULE_FIELDS]
+            change_pool(pool=pool, actor=actor, fields=rules)  # type: ignore[arg-type]
         else:
-            for year, amount in rows:
-                set_allotment(pool=pool, actor=request.user, fiscal_year=year, amount=amount)  # type: ignore[arg-type]
+            create_pool(pool=pool, actor=actor, allotments=rows)  # type: ignore[arg-type]
         pool.refresh_from_db()
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -20,13 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from grants.api import idempotency
-from grants.api.serializers import ErrorSerializer
+from grants.api.serializers import ErrorSerializer, Output
 from grants.api.views import BodyLimitMixin, Pages, parse
 from grants.models import ExportJob
 from grants.services import exports
 
 
-class ExportSerializer(serializers.ModelSerializer[ExportJob]):
+class ExportSerializer(Output, serializers.ModelSerializer[ExportJob]):
     file_url = serializers.SerializerMethodField(help_text="Where to download the file once status is done.")
 
     class Meta:
@@ -82,15 +82,18 @@ class ExportViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMo
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
-            data = parse(ExportRequestInput, request)
+            data = parse(self.input_serializer, request)
             job = exports.request_export(
                 user=request.user,  # type: ignore[arg-type]  # IsAuthenticated
                 report=data["report"],
                 format=data["format"],
                 params=data["params"],
             )
-            body = ExportSerializer(ExportJob.objects.get(pk=job.pk)).data
-            return Response(body, status=202, headers={"Location": reverse("export-detail", args=[job.pk])})
+            return Response(
+                self.output_serializer.of(job),
+                status=self.success_status,
+                headers={"Location": reverse("export-detail", args=[job.pk])},
+            )
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 

@@ -90,8 +90,17 @@ def body_hash(request: Request) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def run_once(request: Request, key: str | None, action: Callable[[], Response]) -> Response:
-    """Run `action` once per (user, key); replay its stored response for a retry with the same body."""
+def run_once(
+    request: Request,
+    key: str | None,
+    action: Callable[[], Response],
+    *,
+    secret_fields: tuple[str, ...] = (),
+) -> Response:
+    """Run `action` once per (user, key); replay its stored response for a retry with the same body.
+
+    `secret_fields` are left out of the stored response (a new token's key: only its hash is kept anywhere), so a
+    replay answers without them."""
     if key is None:
         return action()
     digest = body_hash(request)
@@ -107,8 +116,11 @@ def run_once(request: Request, key: str | None, action: Callable[[], Response]) 
         # An exception from here on rolls the claim back with everything the action did.
         response = action()
         if 200 <= response.status_code < 300:
+            stored = _plain(response.data)
+            if secret_fields and isinstance(stored, dict):
+                stored = {name: value for name, value in stored.items() if name not in secret_fields}
             IdempotencyRecord.objects.filter(pk=record.pk).update(
-                status_code=response.status_code, response_body=_plain(response.data)
+                status_code=response.status_code, response_body=stored
             )
         else:
             record.delete()

@@ -14,15 +14,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, ExtractQuarter, ExtractYear, TruncMonth
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import ExtractQuarter, ExtractYear, TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from grants import selectors
 from grants.errors import InvalidInput
-from grants.models import Application, Award, FiscalYearAllotment, FundingPool, Tranche
+from grants.models import Award, FiscalYearAllotment, FundingPool, Tranche
 from grants.money import FEN, ZERO
 
 T = Tranche.Status
@@ -265,8 +265,7 @@ def _utilisation(part: Decimal, whole: Decimal | None) -> Decimal | None:
 
 
 def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per pool: cap, committed, disbursed, available, utilisation, pipeline (requested amounts of applications
-    submitted or under review) and, per fiscal year with an allotment, the allotment and its use. Two queries,
+    """Per pool: cap, committed, disbursed, available, utilisation, pipeline (selectors.pipeline_of_pool) and, per fiscal year with an allotment, the allotment and its use. Two queries,
     both on maintained counters (pools with their pipeline, allotments): the report costs the same with a
     million tranches as with ten thousand. Tranche sums per year are the disbursement report's.
 
@@ -277,19 +276,7 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     qs = in_places(selectors.pools_with_figures(user), p, pool="")
     if p.get("category"):
         qs = qs.filter(category__in=p["category"])
-    pipeline = (
-        Application.objects.filter(
-            pool_id=OuterRef("pk"),
-            status__in=[Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW],
-        )
-        .order_by()
-        .values("pool_id")
-        .annotate(total=Sum("requested_amount"))
-        .values("total")
-    )
-    pools = list(
-        qs.annotate(pipeline=Coalesce(Subquery(pipeline), ZERO)).order_by("programme__city__code", "id")
-    )
+    pools = list(qs.annotate(pipeline=selectors.pipeline_of_pool()).order_by("programme__city__code", "id"))
     ids = [pool.pk for pool in pools]
     allotments: dict[int, dict[int, FiscalYearAllotment]] = {}
     for row in FiscalYearAllotment.objects.filter(pool_id__in=ids):

@@ -3,8 +3,9 @@ say exactly what each resource looks like in JSON. Money is a string with two de
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
+from django.db.models import Model
 from rest_framework import serializers
 
 from cities.models import City
@@ -70,6 +71,24 @@ class ErrorSerializer(serializers.Serializer):
 
 
 # --- Output ---------------------------------------------------------------------------------------------------
+
+
+# A representation an action answers with: each action view declares one (`output_serializer`), which gives both
+# its response body and its OpenAPI response (grants.api.schema). The body is built from the result read again, in
+# one query with the `joins` the representation follows: the services move counters with conditional UPDATEs, so
+# the instance a service returns may be stale, and it lacks the joins. (A comment, not a docstring: drf-spectacular
+# would show a base class's docstring as the description of every serializer built on it.)
+class Output(serializers.BaseSerializer[Any]):
+    joins: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def read(cls, obj: Model) -> Any:
+        return type(obj)._default_manager.select_related(*cls.joins).get(pk=obj.pk)
+
+    @classmethod
+    def of(cls, obj: Model) -> Any:
+        """The response body for an action's result."""
+        return cls(cls.read(obj)).data
 
 
 class CitySerializer(serializers.ModelSerializer):
@@ -183,7 +202,8 @@ class PoolSerializer(InternalFigures):
         ]
 
 
-class InstitutionSerializer(serializers.ModelSerializer):
+class InstitutionSerializer(Output, serializers.ModelSerializer):
+    joins = ("city",)
     city = serializers.CharField(source="city.code")
 
     class Meta:
@@ -191,7 +211,8 @@ class InstitutionSerializer(serializers.ModelSerializer):
         fields = ["id", "name_en", "name_zh", "credit_code", "type", "city", "founded_on", "debarred_until"]
 
 
-class ApplicationSerializer(serializers.ModelSerializer):
+class ApplicationSerializer(Output, serializers.ModelSerializer):
+    joins = ("pool__programme__city", "institution")
     city = serializers.CharField(source="pool.programme.city.code")
     pool_code = serializers.CharField(source="pool.code")
     institution_name = serializers.CharField(source="institution.name_en")
@@ -223,7 +244,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
         ]
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class ReviewSerializer(Output, serializers.ModelSerializer):
     recommended_amount = money(allow_null=True)
 
     class Meta:
@@ -243,7 +264,8 @@ class ReviewSerializer(serializers.ModelSerializer):
         ]
 
 
-class AwardSerializer(serializers.ModelSerializer):
+class AwardSerializer(Output, serializers.ModelSerializer):
+    joins = ("pool__programme__city", "institution")
     city = serializers.CharField(source="pool.programme.city.code")
     institution_name = serializers.CharField(source="institution.name_en")
     amount = money()
@@ -292,7 +314,7 @@ TRANCHE_VALUES = {
 }
 
 
-class TrancheSerializer(serializers.Serializer):
+class TrancheSerializer(Output, serializers.Serializer):
     id = serializers.IntegerField()
     award = serializers.IntegerField(source="award_id")
     award_reference = serializers.CharField(source="award__reference")
@@ -309,8 +331,12 @@ class TrancheSerializer(serializers.Serializer):
     payment_reference = serializers.CharField(allow_null=True)
     status_note = serializers.CharField(allow_blank=True)
 
+    @classmethod
+    def read(cls, obj: Model) -> Any:
+        return Tranche.objects.values(*TRANCHE_VALUES.values()).get(pk=obj.pk)
 
-class MilestoneReportSerializer(serializers.ModelSerializer):
+
+class MilestoneReportSerializer(Output, serializers.ModelSerializer):
     class Meta:
         model = MilestoneReport
         fields = [
@@ -326,7 +352,7 @@ class MilestoneReportSerializer(serializers.ModelSerializer):
         ]
 
 
-class RecoverySerializer(serializers.ModelSerializer):
+class RecoverySerializer(Output, serializers.ModelSerializer):
     amount = money()
     received = money()
 
@@ -374,7 +400,7 @@ class LedgerEntrySerializer(serializers.Serializer):
     idempotency_key = serializers.CharField()
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(Output, serializers.ModelSerializer):
     figures = serializers.DictField()
 
     class Meta:
@@ -423,7 +449,7 @@ class AuditEventSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class TokenSerializer(serializers.ModelSerializer):
+class TokenSerializer(Output, serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = ["id", "user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]

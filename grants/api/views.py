@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grants import selectors, services
+from grants import selectors, services, workflow
 from grants.api import filters, idempotency
 from grants.api import serializers as s
 from grants.api.authentication import (
@@ -35,15 +35,12 @@ from grants.models import (
     ApiToken,
     Application,
     Award,
-    BudgetAlert,
-    Institution,
-    InstitutionMember,
     MilestoneReport,
     Recovery,
     Review,
     Tranche,
 )
-from grants.roles import Role, has_role, in_city
+from grants.roles import Role, require, require_member
 from grants.services.alerts import acknowledge_alert
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -122,55 +119,7 @@ class NewestFirstCursor(Cursor):
     ordering = "-id"
 
 
-# --- Role checks (the services check again; checking here first gives 403 before a body is even read) ----------
-
-
-def require_role(user: Any, city_id: int, *roles: str) -> None:
-    if any(has_role(user, role) and in_city(user, city_id) for role in roles):
-        return
-    raise NotPermitted(
-        _("Only a %(role)s of this city may do this.") % {"role": " or ".join(Role(r).label for r in roles)}
-    )
-
-
-def require_member(user: Any, institution_id: int) -> None:
-    if getattr(user, "is_superuser", False):
-        return
-    if not InstitutionMember.objects.filter(institution_id=institution_id, user_id=user.pk).exists():
-        raise NotPermitted(_("Only members of the institution may do this."))
-
-
-# --- Presenting results ---------------------------------------------------------------------------------------
-
-
-def tranche_data(pk: int) -> dict[str, Any]:
-    row = Tranche.objects.values(*s.TRANCHE_VALUES.values()).get(pk=pk)
-    return s.TrancheSerializer(row).data
-
-
-def present(obj: Model) -> Any:
-    """An action's result as its resource representation, read again with the joins its serializer needs."""
-    if isinstance(obj, Application):
-        return s.ApplicationSerializer(
-            Application.objects.select_related("pool__programme__city", "institution").get(pk=obj.pk)
-        ).data
-    if isinstance(obj, Award):
-        return s.AwardSerializer(
-            Award.objects.select_related("pool__programme__city", "institution").get(pk=obj.pk)
-        ).data
-    if isinstance(obj, Tranche):
-        return tranche_data(obj.pk)
-    if isinstance(obj, Institution):
-        return s.InstitutionSerializer(Institution.objects.select_related("city").get(pk=obj.pk)).data
-    serializer: type[serializers.ModelSerializer[Any]] = {
-        Review: s.ReviewSerializer,
-        MilestoneReport: s.MilestoneReportSerializer,
-        Recovery: s.RecoverySerializer,
-        BudgetAlert: s.AlertSerializer,
-        ApiToken: s.TokenSerializer,
-    }[type(obj)]
-    obj.refresh_from_db()
-    return serializer(obj).data
+# --- Parsing --------------------------------------------------------------------------------------------------
 
 
 class BodyLimitMixin:
@@ -267,9 +216,9 @@ class InstitutionViewSet(mixins.CreateModelMixin, ScopedViewSet):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
-            data = parse(s.InstitutionRegisterInput, request)
+            data = parse(self.input_serializer, request)
             institution = services.register_institution(actor=request.user, **data)  # type: ignore[arg-type]
-            return Response(present(institution), status=201)
+            return Response(self.output_serializer.of(institution), status=self.success_status)
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 
@@ -292,7 +241,7 @@ class ApplicationViewSet(mixins.CreateModelMixin, ScopedViewSet):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
-            data = parse(s.ApplicationCreateInput, request)
+            data = parse(self.input_serializer, request)
             institution = get_object_or_404(selectors.institutions(request.user), pk=data.pop("institution"))
             pool = get_object_or_404(selectors.pools(request.user), pk=data.pop("pool"))
             require_member(request.user, institution.pk)
@@ -302,15 +251,17 @@ class ApplicationViewSet(mixins.CreateModelMixin, ScopedViewSet):
                 pool=pool,
                 **data,
             )
-            return Response(present(application), status=201)
+            return Response(self.output_serializer.of(application), status=self.success_status)
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 
-    @extend_schema(request=s.ApplicationUpdateInput, responses={200: s.ApplicationSerializer})
+    update_input_serializer = s.ApplicationUpdateInput
+
+    @extend_schema(request=update_input_serializer, responses={200: output_serializer})
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         application = self.get_object()
         require_member(request.user, application.institution_id)
-        data = parse(s.ApplicationUpdateInput, request)
+        data = parse(self.update_input_serializer, request)
         if not data:
             raise InvalidInput(_("Send at least one field to change."))
         application = services.update_application(
@@ -318,7 +269,7 @@ class ApplicationViewSet(mixins.CreateModelMixin, ScopedViewSet):
             actor=request.user,  # type: ignore[arg-type]
             **data,
         )
-        return Response(present(application))
+        return Response(self.output_serializer.of(application))
 
 
 class ReviewViewSet(ScopedViewSet):
@@ -374,7 +325,7 @@ class MilestoneReportViewSet(mixins.CreateModelMixin, ScopedViewSet):
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
-            data = parse(s.MilestoneSubmitInput, request)
+            data = parse(self.input_serializer, request)
             tranche = get_object_or_404(
                 selectors.tranches(request.user).select_related("award"), pk=data["tranche"]
             )
@@ -384,7 +335,7 @@ class MilestoneReportViewSet(mixins.CreateModelMixin, ScopedViewSet):
                 actor=request.user,  # type: ignore[arg-type]
                 summary=data["summary"],
             )
-            return Response(present(report), status=201)
+            return Response(self.output_serializer.of(report), status=self.success_status)
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 
@@ -406,8 +357,8 @@ class RecoveryViewSet(mixins.CreateModelMixin, ScopedViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
             award = get_object_or_404(selectors.awards(request.user), pk=_id_in_body(request, "award"))
-            require_role(request.user, award.pool.programme.city_id, Role.FINANCE_OFFICER)
-            data = parse(s.RecoveryDemandInput, request)
+            require(request.user, Role.FINANCE_OFFICER, award.pool.programme.city_id)
+            data = parse(self.input_serializer, request)
             recovery = services.demand_recovery(
                 award=award,
                 actor=request.user,  # type: ignore[arg-type]
@@ -415,7 +366,7 @@ class RecoveryViewSet(mixins.CreateModelMixin, ScopedViewSet):
                 due_date=data["due_date"],
                 reason=data["reason"],
             )
-            return Response(present(recovery), status=201)
+            return Response(self.output_serializer.of(recovery), status=self.success_status)
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 
@@ -501,7 +452,7 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def act() -> Response:
-            data = parse(s.TokenCreateInput, request)
+            data = parse(self.input_serializer, request)
             owner_id: int = data.get("user") or request.user.pk or 0
             if owner_id != request.user.pk and not request.user.is_superuser:
                 raise NotPermitted(_("Only an administrator can create a token for another user."))
@@ -509,11 +460,13 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
             if owner is None:
                 raise InvalidInput(_("No such user."), fields={"user": [_("Unknown user id.")]})
             token, key = create_token(user=owner, actor=request.user, name=data["name"])
-            body = dict(s.TokenSerializer(token).data)
-            body["key"] = key
-            return Response(body, status=201)
+            # The token row holds only the key's hash: the key is the one create_token returned, so the token is
+            # shown as it is rather than read again.
+            token.key = key  # type: ignore[attr-defined]
+            return Response(self.output_serializer(token).data, status=self.success_status)
 
-        return idempotency.run_once(request, idempotency.request_key(request), act)
+        # The key is shown once: a replay shows the same token without it.
+        return idempotency.run_once(request, idempotency.request_key(request), act, secret_fields=("key",))
 
 
 # --- Actions --------------------------------------------------------------------------------------------------
@@ -523,7 +476,8 @@ class ActionApi(BodyLimitMixin, APIView, metaclass=ABCMeta):
     """POST /<resource>/{id}/<action>/: scope (404), role (403), body (400), one service call, the result."""
 
     input_serializer: ClassVar[type[serializers.Serializer[Any]]] = s.EmptyInput
-    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]]
+    # The body of every answer, and the response in the OpenAPI schema (grants.api.schema): one declaration.
+    output_serializer: ClassVar[type[s.Output]]
     success_status: ClassVar[int] = 200
 
     @abstractmethod
@@ -532,7 +486,8 @@ class ActionApi(BodyLimitMixin, APIView, metaclass=ABCMeta):
 
     @abstractmethod
     def permit(self, user: Any, obj: Any) -> None:
-        """Raise NotPermitted (403) unless the user holds the role the action needs."""
+        """Raise NotPermitted (403) unless the user holds the role the action needs. The services check again;
+        checking here first gives a 403 before the body is even read."""
 
     @abstractmethod
     def perform(self, obj: Any, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -546,37 +501,40 @@ class ActionApi(BodyLimitMixin, APIView, metaclass=ABCMeta):
         def act() -> Response:
             data = parse(self.input_serializer, request)
             result = self.perform(obj, data, request.user, idempotency.service_key(request, key))
-            return Response(present(result), status=self.success_status)
+            return Response(self.output_serializer.of(result), status=self.success_status)
 
         return idempotency.run_once(request, key, act)
 
 
-def _app_city(application: Application) -> int:
-    return application.pool.programme.city_id
+class TransitionApi(ActionApi):
+    """An action that moves its object to `target`: who may take it is the workflow's table (grants.workflow)."""
+
+    target: ClassVar[str]
+
+    def permit(self, user: Any, obj: Any) -> None:
+        workflow.require_role(user, obj, self.target)
 
 
-class ApplicationAction(ActionApi):
+class ApplicationAction(TransitionApi):
     def scoped(self, user: Any) -> QuerySet[Any]:
         return selectors.applications(user)
 
-    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]] = s.ApplicationSerializer
-
-    def permit(self, user: Any, obj: Application) -> None:
-        require_role(user, _app_city(obj), Role.PROGRAMME_OFFICER)
+    output_serializer: ClassVar[type[s.Output]] = s.ApplicationSerializer
 
 
 class ApplicationSubmitApi(ApplicationAction):
     """Submit a draft: every eligibility rule is checked and all failures reported at once (400 `ineligible`)."""
 
-    def permit(self, user: Any, obj: Application) -> None:
-        require_member(user, obj.institution_id)
+    target = Application.Status.SUBMITTED
 
     def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.submit_application(application=obj, actor=user)
 
 
-class ApplicationWithdrawApi(ApplicationSubmitApi):
+class ApplicationWithdrawApi(ApplicationAction):
     """Withdraw a draft, submitted or under-review application (members of the institution)."""
+
+    target = Application.Status.WITHDRAWN
 
     def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.withdraw_application(application=obj, actor=user)
@@ -585,6 +543,7 @@ class ApplicationWithdrawApi(ApplicationSubmitApi):
 class ApplicationAssignReviewersApi(ApplicationAction):
     """Assign reviewers (user ids with the reviewer role, none a member of the applicant)."""
 
+    target = Application.Status.UNDER_REVIEW
     input_serializer = s.AssignReviewersInput
 
     def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -619,6 +578,7 @@ class ApplicationApproveApi(ApplicationAction):
     """Approve: creates the award and its tranches and commits the amount against every budget level at once, or
     refuses (409 `budget_exceeded` naming the level, the amount asked and the amount left)."""
 
+    target = Application.Status.APPROVED
     input_serializer = s.ApproveInput
     output_serializer = s.AwardSerializer
     success_status = 201
@@ -632,6 +592,7 @@ class ApplicationApproveApi(ApplicationAction):
 
 
 class ApplicationRejectApi(ApplicationAction):
+    target = Application.Status.REJECTED
     input_serializer = s.NoteInput
 
     def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -641,29 +602,30 @@ class ApplicationRejectApi(ApplicationAction):
 class ApplicationReturnApi(ApplicationAction):
     """Send the application back to its institution for changes; the note says what must change."""
 
+    target = Application.Status.RETURNED
     input_serializer = s.RequiredNoteInput
 
     def perform(self, obj: Application, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.return_application(application=obj, actor=user, note=data["note"])
 
 
-class AwardAction(ActionApi):
+class AwardAction(TransitionApi):
     def scoped(self, user: Any) -> QuerySet[Any]:
         return selectors.awards(user)
 
-    output_serializer: ClassVar[type[serializers.BaseSerializer[Any]]] = s.AwardSerializer
+    output_serializer: ClassVar[type[s.Output]] = s.AwardSerializer
     input_serializer: ClassVar[type[serializers.Serializer[Any]]] = s.ReasonInput
-
-    def permit(self, user: Any, obj: Award) -> None:
-        require_role(user, obj.pool.programme.city_id, Role.PROGRAMME_OFFICER)
 
 
 class AwardSuspendApi(AwardAction):
+    target = Award.Status.SUSPENDED
+
     def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.suspend_award(award=obj, actor=user, reason=data["reason"])
 
 
 class AwardResumeApi(AwardAction):
+    target = Award.Status.ACTIVE
     input_serializer = s.EmptyInput
 
     def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -672,6 +634,8 @@ class AwardResumeApi(AwardAction):
 
 class AwardTerminateApi(AwardAction):
     """Terminate: the remaining tranches are cancelled and de-committed; paid money stays paid."""
+
+    target = Award.Status.TERMINATED
 
     def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.terminate_award(award=obj, actor=user, reason=data["reason"])
@@ -682,24 +646,27 @@ class AwardAmendApi(AwardAction):
 
     input_serializer = s.AmendInput
 
+    def permit(self, user: Any, obj: Award) -> None:
+        # Not a change of state: the role of services.amend_award.
+        require(user, Role.PROGRAMME_OFFICER, obj.pool.programme.city_id)
+
     def perform(self, obj: Award, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.amend_award(
             award=obj, actor=user, amount=data["amount"], reason=data["reason"], idempotency_key=key
         )
 
 
-class TrancheAction(ActionApi):
+class TrancheAction(TransitionApi):
     def scoped(self, user: Any) -> QuerySet[Any]:
         return selectors.tranches(user).select_related("award__pool__programme")
 
     output_serializer = s.TrancheSerializer
 
-    def permit(self, user: Any, obj: Tranche) -> None:
-        require_role(user, obj.award.pool.programme.city_id, Role.FINANCE_OFFICER)
-
 
 class TrancheReleaseApi(TrancheAction):
     """planned → payable, when its date has come, its award is active and any milestone report accepted."""
+
+    target = Tranche.Status.PAYABLE
 
     def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.release_tranche(tranche=obj, actor=user)
@@ -708,6 +675,7 @@ class TrancheReleaseApi(TrancheAction):
 class TranchePayApi(TrancheAction):
     """Record the payment of a payable tranche: disburses its amount. The payment reference is unique."""
 
+    target = Tranche.Status.PAID
     input_serializer = s.PayInput
 
     def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -715,6 +683,7 @@ class TranchePayApi(TrancheAction):
 
 
 class TrancheWithholdApi(TrancheAction):
+    target = Tranche.Status.WITHHELD
     input_serializer = s.ReasonInput
 
     def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -724,6 +693,8 @@ class TrancheWithholdApi(TrancheAction):
 class TrancheUnwithholdApi(TrancheAction):
     """withheld → payable if due now, else planned."""
 
+    target = Tranche.Status.PLANNED
+
     def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.unwithhold_tranche(tranche=obj, actor=user)
 
@@ -731,6 +702,7 @@ class TrancheUnwithholdApi(TrancheAction):
 class TrancheCancelApi(TrancheAction):
     """Cancel an unpaid tranche; its amount is de-committed."""
 
+    target = Tranche.Status.CANCELLED
     input_serializer = s.ReasonInput
 
     def perform(self, obj: Tranche, data: dict[str, Any], user: Any, key: str | None) -> Model:
@@ -744,7 +716,7 @@ class MilestoneAction(ActionApi):
     output_serializer = s.MilestoneReportSerializer
 
     def permit(self, user: Any, obj: MilestoneReport) -> None:
-        require_role(user, obj.tranche.award.pool.programme.city_id, Role.PROGRAMME_OFFICER)
+        require(user, Role.PROGRAMME_OFFICER, obj.tranche.award.pool.programme.city_id)
 
 
 class MilestoneAcceptApi(MilestoneAction):
@@ -773,7 +745,7 @@ class RecoveryReceiptApi(ActionApi):
     output_serializer = s.RecoverySerializer
 
     def permit(self, user: Any, obj: Recovery) -> None:
-        require_role(user, obj.award.pool.programme.city_id, Role.FINANCE_OFFICER)
+        require(user, Role.FINANCE_OFFICER, obj.award.pool.programme.city_id)
 
     def perform(self, obj: Recovery, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return services.record_recovery_receipt(
@@ -790,7 +762,7 @@ class AlertAcknowledgeApi(ActionApi):
     output_serializer = s.AlertSerializer
 
     def permit(self, user: Any, obj: Any) -> None:
-        require_role(user, obj.pool.programme.city_id, Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER)
+        require(user, (Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER), obj.pool.programme.city_id)
 
     def perform(self, obj: Any, data: dict[str, Any], user: Any, key: str | None) -> Model:
         return acknowledge_alert(alert=obj, actor=user)

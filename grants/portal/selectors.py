@@ -7,7 +7,6 @@ from operator import or_
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -22,6 +21,7 @@ from grants.models import (
     Programme,
 )
 from grants.roles import Role, has_role, in_city
+from grants.services import windows
 
 # What each recorded action means to the applicant. Actions not listed (reviews, internal figures) stay internal.
 TIMELINE_LABELS = {
@@ -52,16 +52,19 @@ TIMELINE_LABELS = {
 
 
 def pools_with_window() -> QuerySet[FundingPool]:
-    """Pools with the window that applies to them: their own, or else their programme's."""
+    """Pools with the window that applies to them (grants.services.windows: the programme's, narrowed by the
+    pool's own dates)."""
+    opens, closes = windows.window_expressions()
     return (
         FundingPool.objects.select_related("programme__city")
-        .annotate(window_opens=Coalesce("opens_at", "programme__opens_at"))
-        .annotate(window_closes=Coalesce("closes_at", "programme__closes_at"))
+        .annotate(window_opens=opens)
+        .annotate(window_closes=closes)
     )
 
 
 def open_calls(now: datetime | None = None) -> QuerySet[FundingPool]:
-    """Pools taking applications now: open programme, pool accepting, inside the pool's (or programme's) window."""
+    """Pools taking applications now (grants.services.windows.is_open): open programme, pool accepting, inside
+    the pool's window."""
     now = now or timezone.now()
     return (
         pools_with_window()

@@ -1,6 +1,6 @@
 """Applications from draft to decision (§3, §8), except approval, which moves money (approval.py)."""
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,12 +10,13 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from grants import audit
+from grants import audit, workflow
 from grants.errors import ConflictOfInterest, Ineligible, InvalidInput, NotPermitted
 from grants.models import Application, FundingPool, Institution, InstitutionMember, Review
 from grants.money import apply_rate, to_money
-from grants.roles import Role, has_role, require
-from grants.workflow import check_transition
+from grants.roles import Role, has_role, require_member
+from grants.services import windows
+from grants.services.levels import rate_for
 
 S = Application.Status
 EDITABLE_FIELDS = (
@@ -39,13 +40,6 @@ def _lock(application: Application) -> Application:
         .select_related("pool__programme__city", "institution")
         .get(pk=application.pk)
     )
-
-
-def require_member(user: Any, institution: Institution) -> None:
-    if getattr(user, "is_superuser", False):
-        return
-    if not InstitutionMember.objects.filter(institution=institution, user_id=user.pk).exists():
-        raise NotPermitted(_("Only members of the institution may do this."))
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -119,24 +113,18 @@ def update_application(*, application: Application, actor: User, **fields: Any) 
     with transaction.atomic():
         application = _lock(application)
         require_member(actor, application.institution)
-        if application.status == S.RETURNED:
-            check_transition(application, S.DRAFT)
-        elif application.status != S.DRAFT:
+        if application.status not in workflow.EDITABLE:
             raise InvalidInput(
                 _("Only a draft can be edited; this application is %(s)s.") % {"s": application.status}
             )
-        before = audit.snapshot(application, AUDITED)
-        for name, value in fields.items():
-            setattr(application, name, value)
-        application.status = S.DRAFT
-        application.save(update_fields=[*fields, "status", "updated_at"])
-        audit.record(
+        audit.change(
+            application,
             actor=actor,
             action="application.update",
-            obj=application,
             city_id=_city_id(application),
-            before=before,
-            after=audit.snapshot(application, AUDITED),
+            audited=AUDITED,
+            values={**fields, "status": S.DRAFT},
+            also_save=["updated_at"],
         )
     return application
 
@@ -161,25 +149,16 @@ def delete_draft(*, application: Application, actor: User) -> None:
         application.delete()
 
 
-def rate_for(pool: FundingPool, institution: Institution) -> Decimal | None:
-    override = (pool.rate_by_type or {}).get(institution.type)
-    return Decimal(str(override)) if override is not None else pool.max_rate
-
-
-def eligibility_failures(application: Application, *, now: Any = None) -> list[tuple[str, str, str]]:
+def eligibility_failures(
+    application: Application, *, now: datetime | None = None
+) -> list[tuple[str, str, str]]:
     """Every rule of §8 the application fails, as (code, field, message). Empty when eligible."""
     now = now or timezone.now()
     pool = application.pool
     programme = pool.programme
     institution = application.institution
     failures: list[tuple[str, str, str]] = []
-    opens = pool.opens_at or programme.opens_at
-    closes = pool.closes_at or programme.closes_at
-    if (
-        programme.status != programme.Status.OPEN
-        or not pool.accepting_applications
-        or not (opens <= now < closes)
-    ):
+    if not windows.is_open(pool, now):
         failures.append(("window_closed", "pool", _("This call is not open for applications now.")))
     if pool.eligible_types and institution.type not in pool.eligible_types:
         failures.append(
@@ -253,30 +232,27 @@ def submit_application(*, application: Application, actor: User) -> Application:
     """
     with transaction.atomic():
         application = _lock(application)
-        require_member(actor, application.institution)
-        check_transition(application, S.SUBMITTED)
+        workflow.require(actor, application, S.SUBMITTED)
         failures = eligibility_failures(application)
         if failures:
             raise Ineligible(failures)
-        before = audit.snapshot(application, AUDITED)
-        if not application.reference:
+        reference = application.reference
+        if not reference:
             pool = application.pool
             FundingPool.objects.filter(pk=pool.pk).update(
                 next_reference_number=F("next_reference_number") + 1
             )
             number = FundingPool.objects.values_list("next_reference_number", flat=True).get(pk=pool.pk) - 1
             programme = pool.programme
-            application.reference = f"{programme.city.code}-{programme.code}-{pool.code}-{number:05d}"
-        application.status = S.SUBMITTED
-        application.submitted_at = timezone.now()
-        application.save(update_fields=["status", "reference", "submitted_at", "updated_at"])
-        audit.record(
+            reference = f"{programme.city.code}-{programme.code}-{pool.code}-{number:05d}"
+        audit.change(
+            application,
             actor=actor,
             action="application.submit",
-            obj=application,
             city_id=_city_id(application),
-            before=before,
-            after=audit.snapshot(application, AUDITED),
+            audited=AUDITED,
+            values={"status": S.SUBMITTED, "reference": reference, "submitted_at": timezone.now()},
+            also_save=["updated_at"],
         )
     return application
 
@@ -286,23 +262,19 @@ def _officer_transition(
 ) -> Application:
     with transaction.atomic():
         application = _lock(application)
-        require(actor, Role.PROGRAMME_OFFICER, _city_id(application))
-        check_transition(application, target)
-        before = audit.snapshot(application, AUDITED)
-        application.status = target
-        application.decision_note = note
-        fields = ["status", "decision_note", "updated_at"]
+        workflow.require(actor, application, target)
+        values: dict[str, Any] = {"status": target, "decision_note": note}
         if target == S.REJECTED:
-            application.decided_at = timezone.now()
-            fields.append("decided_at")
-        application.save(update_fields=fields)
-        audit.record(
+            values["decided_at"] = timezone.now()
+        audit.change(
+            application,
             actor=actor,
             action=action,
-            obj=application,
             city_id=_city_id(application),
-            before=before,
-            after={**audit.snapshot(application, AUDITED), "note": note},
+            audited=AUDITED,
+            values=values,
+            also_save=["updated_at"],
+            noted={"note": note},
         )
     return application
 
@@ -325,18 +297,15 @@ def reject_application(*, application: Application, actor: User, note: str = "")
 def withdraw_application(*, application: Application, actor: User) -> Application:
     with transaction.atomic():
         application = _lock(application)
-        require_member(actor, application.institution)
-        check_transition(application, S.WITHDRAWN)
-        before = audit.snapshot(application, AUDITED)
-        application.status = S.WITHDRAWN
-        application.save(update_fields=["status", "updated_at"])
-        audit.record(
+        workflow.require(actor, application, S.WITHDRAWN)
+        audit.change(
+            application,
             actor=actor,
             action="application.withdraw",
-            obj=application,
             city_id=_city_id(application),
-            before=before,
-            after=audit.snapshot(application, AUDITED),
+            audited=AUDITED,
+            values={"status": S.WITHDRAWN},
+            also_save=["updated_at"],
         )
     return application
 
@@ -350,10 +319,8 @@ def assign_reviewers(*, application: Application, actor: User, reviewers: list[U
     with transaction.atomic():
         application = _lock(application)
         city_id = _city_id(application)
-        require(actor, Role.PROGRAMME_OFFICER, city_id)
-        if application.status == S.SUBMITTED:
-            check_transition(application, S.UNDER_REVIEW)
-        elif application.status != S.UNDER_REVIEW:
+        workflow.require_role(actor, application, S.UNDER_REVIEW)
+        if application.status not in workflow.ASSIGNABLE:
             raise InvalidInput(
                 _(
                     "Reviewers can be assigned only to a submitted application under review; this one is %(s)s."
@@ -381,19 +348,23 @@ def assign_reviewers(*, application: Application, actor: User, reviewers: list[U
             for r in reviewers
             if r.pk not in already
         ]
-        before = audit.snapshot(application, AUDITED)
-        if application.status == S.SUBMITTED:
-            application.status = S.UNDER_REVIEW
-            application.save(update_fields=["status", "updated_at"])
-        audit.record(
+        # Reviewers added to an application already under review change only the reviews: nothing to save.
+        audit.change(
+            application,
             actor=actor,
             action="application.assign_reviewers",
-            obj=application,
             city_id=city_id,
-            before=before,
-            after={**audit.snapshot(application, AUDITED), "reviewers": [r.pk for r in reviewers]},
+            audited=AUDITED,
+            values={"status": S.UNDER_REVIEW} if application.status == S.SUBMITTED else {},
+            also_save=["updated_at"],
+            noted={"reviewers": [r.pk for r in reviewers]},
         )
     return created
+
+
+def awaiting_review(review: Review) -> bool:
+    """Each assigned reviewer submits one review."""
+    return review.submitted_at is None
 
 
 def submit_review(
@@ -432,7 +403,7 @@ def submit_review(
         )
         if review.reviewer_id != actor.pk:
             raise NotPermitted(_("Only the assigned reviewer may submit this review."))
-        if review.submitted_at is not None:
+        if not awaiting_review(review):
             raise InvalidInput(_("This review was already submitted; each reviewer submits one review."))
         if review.application.status != S.UNDER_REVIEW:
             raise InvalidInput(_("The application is no longer under review."))

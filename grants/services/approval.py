@@ -7,38 +7,23 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from grants import audit
-from grants.errors import BudgetExceeded, DomainError, InvalidInput
+from grants.errors import DomainError, InstitutionDebarred, InvalidInput
 from grants.models import Application, Award, FundingPool, Institution, Tranche
-from grants.money import ZERO, apply_rate, split_largest_remainder, to_money
+from grants.money import ZERO, split_largest_remainder, to_money
 from grants.roles import Role, require
-from grants.services.applications import rate_for
-from grants.services.budget import (
-    IdempotencyConflict,
-    Kind,
-    Locked,
-    Movement,
-    commit_last,
-    lock_pool,
-    post,
-    replayed,
-)
-from grants.workflow import check_transition
+from grants.services.budget import IdempotencyConflict, Kind, Movement, commit_last, lock_pool, post, replayed
+from grants.services.levels import cost_share_limit, levels, levels_now, refuse_first
+from grants.workflow import OPEN_AWARD, check_transition, roles_for
 
 S = Application.Status
 
 
 class ReviewsMissing(DomainError):
     code = "reviews_missing"
-    status = 409
-
-
-class InstitutionDebarred(DomainError):
-    code = "institution_debarred"
     status = 409
 
 
@@ -124,73 +109,12 @@ def _by_year(amounts: list[tuple[int, Decimal]]) -> dict[int, Decimal]:
     return years
 
 
-def check_award_limits(pool: FundingPool, *, award_total: Decimal, cost_share_limit: Decimal | None) -> None:
-    """Levels 4 and 5 of §4: they depend on the award alone, so they need no lock."""
-    if pool.max_per_award is not None and award_total > pool.max_per_award:
-        raise BudgetExceeded(level="per_award", asked=award_total, left=pool.max_per_award)
-    if cost_share_limit is not None and award_total > cost_share_limit:
-        raise BudgetExceeded(level="cost_share", asked=award_total, left=cost_share_limit)
-
-
 def lock_institution_for_year_limit(pool: FundingPool, institution_id: int) -> None:
     """Approvals and amendments for one institution in a pool with a per-year maximum take the institution's row
-    lock before reading its totals, so two of them cannot both pass `check_institution_year` on the same room."""
+    lock before reading its totals (`levels`), so two of them cannot both pass the institution's per-year maximum
+    on the same room."""
     if pool.max_per_institution_year is not None:
         list(Institution.objects.select_for_update().filter(pk=institution_id).values_list("pk", flat=True))
-
-
-def check_institution_year(
-    pool: FundingPool, *, institution_id: int, increase_by_year: dict[int, Decimal]
-) -> None:
-    """Level 3 of §4. The caller holds the institution's lock (`lock_institution_for_year_limit`)."""
-    if pool.max_per_institution_year is None:
-        return
-    years = [y for y, d in increase_by_year.items() if d > 0]
-    rows = (
-        Tranche.objects.filter(award__pool=pool, award__institution_id=institution_id, fiscal_year__in=years)
-        .exclude(status=Tranche.Status.CANCELLED)
-        .values("fiscal_year")
-        .annotate(total=Sum("amount"))
-    )
-    existing = {r["fiscal_year"]: r["total"] for r in rows}
-    for year in sorted(years):
-        left = pool.max_per_institution_year - existing.get(year, ZERO)
-        if increase_by_year[year] > left:
-            raise BudgetExceeded(
-                level="institution_year", asked=increase_by_year[year], left=left, fiscal_year=year
-            )
-
-
-def check_levels(
-    locked: Locked,
-    *,
-    institution_id: int,
-    increase_by_year: dict[int, Decimal],
-    award_total: Decimal,
-    cost_share_limit: Decimal | None,
-    has_allotments: bool,
-) -> None:
-    """Refuse the first level of §4 that `increase_by_year` would exceed. The caller holds the pool's locks (and
-    the institution's, where the pool has a per-year maximum), so the figures read here cannot change before the
-    commit."""
-    pool, programme = locked.pool, locked.programme
-    increase = sum((v for v in increase_by_year.values() if v > 0), ZERO)
-    if increase > 0 and pool.committed + increase > pool.cap:
-        raise BudgetExceeded(level="pool_cap", asked=increase, left=pool.cap - pool.committed)
-    if has_allotments:
-        for year, delta in sorted(increase_by_year.items()):
-            if delta <= 0:
-                continue
-            allotment = locked.allotments.get(year)
-            left = (allotment.amount - allotment.committed) if allotment else ZERO
-            if delta > left:
-                raise BudgetExceeded(level="fiscal_year_allotment", asked=delta, left=left, fiscal_year=year)
-    check_institution_year(pool, institution_id=institution_id, increase_by_year=increase_by_year)
-    check_award_limits(pool, award_total=award_total, cost_share_limit=cost_share_limit)
-    if increase > 0 and programme is not None and programme.committed + increase > programme.total_budget:
-        raise BudgetExceeded(
-            level="programme_total", asked=increase, left=programme.total_budget - programme.committed
-        )
 
 
 def approve_application(
@@ -238,7 +162,7 @@ def approve_application(
         last_year=pool.programme.last_fiscal_year,
     )
     by_year = _by_year([(t.fiscal_year, t.amount) for t in schedule])
-    rate = rate_for(pool, application.institution)
+    limit = cost_share_limit(pool, application.institution, application.eligible_cost)
     city_id = pool.programme.city_id
     key_base = f"approve:{idempotency_key}" if idempotency_key else f"application:{application.pk}:approve"
 
@@ -249,7 +173,7 @@ def approve_application(
             .get(pk=application.pk)
         )
         # The role check comes before a replay: a replay must not hand another city's award to the caller.
-        require(actor, Role.PROGRAMME_OFFICER, city_id)
+        require(actor, roles_for(Application, S.APPROVED), city_id)
         if idempotency_key:
             first = replayed(key_base)
             if first is not None:
@@ -272,13 +196,18 @@ def approve_application(
             raise InstitutionDebarred(
                 _("The institution is debarred until %(d)s.") % {"d": institution.debarred_until}
             )
-        check_award_limits(
-            pool,
-            award_total=amount,
-            cost_share_limit=apply_rate(application.eligible_cost, rate) if rate is not None else None,
-        )
         lock_institution_for_year_limit(pool, application.institution_id)
-        check_institution_year(pool, institution_id=application.institution_id, increase_by_year=by_year)
+        # Every level, in the one order, before anything is written: the refusal names the level the officer saw
+        # full on the approval page. The shared rows are read unlocked here; commit_last decides them under locks.
+        refuse_first(
+            levels_now(
+                pool_id=pool.pk,
+                institution_id=application.institution_id,
+                asked_by_year=by_year,
+                award_total=amount,
+                cost_share_limit=limit,
+            )
+        )
         now = timezone.now()
         award = Award.objects.create(
             application=application,
@@ -302,19 +231,15 @@ def approve_application(
             )
             for i, t in enumerate(schedule, start=1)
         )
-        before = audit.snapshot(application, ("status",))
-        application.status = S.APPROVED
-        application.decided_at = now
-        application.decision_note = note
-        application.save(update_fields=["status", "decided_at", "decision_note", "updated_at"])
-        audit.record(
+        audit.change(
+            application,
             actor=actor,
             action="application.approve",
-            obj=application,
             city_id=city_id,
-            before=before,
-            after={
-                "status": application.status,
+            audited=("status",),
+            values={"status": S.APPROVED, "decided_at": now, "decision_note": note},
+            also_save=["updated_at"],
+            noted={
                 "award": award.reference,
                 "amount": str(amount),
                 "schedule": [[t.scheduled_date.isoformat(), str(t.amount)] for t in schedule],
@@ -339,7 +264,8 @@ def amend_award(
     idempotency_key: str | None = None,
 ) -> Award:
     """Change an award's amount. The unpaid part is re-split over the unpaid tranches in proportion to their
-    amounts (largest remainder); an increase is checked like an approval, a decrease de-commits.
+    amounts (largest remainder); an increase is checked against the same levels as an approval and commits
+    through the same `commit_last`, a decrease de-commits.
 
     Locks the institution (where the pool limits it per year), the programme, the pool, its allotments and the
     award.
@@ -349,7 +275,6 @@ def amend_award(
         raise InvalidInput(_("Give a reason for the amendment."), fields={"reason": [_("Required.")]})
     award = Award.objects.select_related("pool__programme", "application").get(pk=award.pk)
     pool = award.pool
-    rate = rate_for(pool, award.institution)
 
     with transaction.atomic():
         lock_institution_for_year_limit(pool, award.institution_id)
@@ -363,7 +288,7 @@ def amend_award(
         require(actor, Role.PROGRAMME_OFFICER, locked.pool.programme.city_id)
         if idempotency_key and replayed(key_base, award_id=award.pk) is not None:
             return award
-        if award.status not in (Award.Status.ACTIVE, Award.Status.SUSPENDED):
+        if award.status not in OPEN_AWARD:
             raise InvalidInput(_("Only an active or suspended award can be amended."))
         open_tranches = list(
             award.tranches.select_for_update()
@@ -388,18 +313,23 @@ def amend_award(
         delta_by_year = _by_year(
             [(t.fiscal_year, new - t.amount) for t, new in zip(open_tranches, new_amounts, strict=True)]
         )
-        check_levels(
-            locked,
-            institution_id=award.institution_id,
-            increase_by_year=delta_by_year,
-            award_total=amount if amount > award.amount else ZERO,
-            cost_share_limit=(
-                apply_rate(award.application.eligible_cost, rate)
-                if rate is not None and amount > award.amount
-                else None
-            ),
-            # Read under the lock: an allotment created meanwhile cannot be skipped.
-            has_allotments=bool(locked.allotments),
+        increasing = amount > award.amount
+        # The same levels as an approval, against the rows locked above (every allotment of the pool: one created
+        # meanwhile cannot be skipped). A decrease asks nothing of any level.
+        refuse_first(
+            levels(
+                pool=locked.pool,
+                programme=locked.pool.programme,
+                allotments=locked.allotments,
+                institution_id=award.institution_id,
+                asked_by_year=delta_by_year,
+                award_total=amount if increasing else ZERO,
+                cost_share_limit=(
+                    cost_share_limit(pool, award.institution, award.application.eligible_cost)
+                    if increasing
+                    else None
+                ),
+            )
         )
         movements = [
             Movement(Kind.COMMIT if delta > 0 else Kind.DECOMMIT, abs(delta), year, award=award)
@@ -415,13 +345,13 @@ def amend_award(
             elif new != tranche.amount:
                 tranche.amount = new
                 tranche.save(update_fields=["amount"])
-        post(
-            locked,
-            movements,
-            actor=actor,
-            reason=f"amendment of {award.reference}: {reason}",
-            key_base=key_base,
-        )
+        # An increase commits like an approval, through commit_last (its UPDATEs find the rows this transaction
+        # already holds). The re-split is proportional, so every year moves the same way as the total.
+        entry_reason = f"amendment of {award.reference}: {reason}"
+        if increasing:
+            commit_last(locked.pool, movements, actor=actor, reason=entry_reason, key_base=key_base)
+        else:
+            post(locked, movements, actor=actor, reason=entry_reason, key_base=key_base)
         award.amount = amount
         award.amendments += 1
         award.save(update_fields=["amount", "amendments"])

@@ -21,11 +21,9 @@ from django.utils.translation import gettext as _
 from grants import audit
 from grants.errors import InvalidInput
 from grants.models import Application, Attachment
-from grants.services.applications import require_member
+from grants.roles import require_member
+from grants.workflow import EDITABLE
 
-S = Application.Status
-# Attachments may change while the institution can still edit the application.
-EDITABLE = (S.DRAFT, S.RETURNED)
 HEAD_BYTES = 8192  # filetype's matchers need no more than the first 8 KiB
 
 

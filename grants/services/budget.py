@@ -17,14 +17,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from grants.errors import BudgetExceeded, DomainError
-from grants.models import Award, FiscalYearAllotment, FundingPool, LedgerEntry, Programme, Tranche
-from grants.services import outbox
+from grants.errors import DomainError
+from grants.models import (
+    LEDGER_EFFECTS,
+    Award,
+    FiscalYearAllotment,
+    FundingPool,
+    LedgerEntry,
+    Programme,
+    Tranche,
+)
+from grants.services import after_commit, outbox
+from grants.services.levels import Level
 
 Kind = LedgerEntry.Kind
 
@@ -96,7 +106,7 @@ class Movement:
 
 
 def post(
-    locked: Locked, movements: list[Movement], *, actor: Any, reason: str, key_base: str
+    locked: Locked, movements: list[Movement], *, actor: User, reason: str, key_base: str
 ) -> list[LedgerEntry]:
     """Write the ledger entries and move the pool, programme and allotment counters by the same amounts.
 
@@ -130,7 +140,7 @@ def post(
 
 
 def _write_entries(
-    pool: FundingPool, movements: list[Movement], actor: Any, reason: str, key_base: str, now: datetime
+    pool: FundingPool, movements: list[Movement], actor: User, reason: str, key_base: str, now: datetime
 ) -> tuple[list[LedgerEntry], dict[int, Decimal], dict[int, Decimal]]:
     """Insert the ledger entries; return them with the net change of committed and disbursed per fiscal year.
     Writes the outbox notice of them (tracking, webhooks) and asks for it to be sent after the commit."""
@@ -140,8 +150,8 @@ def _write_entries(
     for i, m in enumerate(movements):
         if m.amount <= 0:
             raise ValueError(f"ledger amounts are positive, got {m.amount}")
-        sign = Decimal(1) if m.kind in (Kind.COMMIT, Kind.DISBURSE) else Decimal(-1)
-        (committed if m.kind in (Kind.COMMIT, Kind.DECOMMIT) else disbursed)[m.fiscal_year] += sign * m.amount
+        counter, sign = LEDGER_EFFECTS[m.kind]
+        (committed if counter == "committed" else disbursed)[m.fiscal_year] += sign * m.amount
         entries.append(
             LedgerEntry(
                 kind=m.kind,
@@ -167,12 +177,13 @@ def _write_entries(
 
 
 def commit_last(
-    pool: FundingPool, movements: list[Movement], *, actor: Any, reason: str, key_base: str
+    pool: FundingPool, movements: list[Movement], *, actor: User, reason: str, key_base: str
 ) -> list[LedgerEntry]:
     """Commit money (COMMIT movements only) against the programme total, the pool cap and the fiscal-year
     allotments with one conditional UPDATE each, in the fixed lock order, as the last statements of the caller's
     transaction. An UPDATE that matches no row means that level has no room: the whole transaction is refused with
-    BudgetExceeded, naming it.
+    BudgetExceeded naming the first such level in the order of grants.services.levels, with what it has left now.
+    Approvals and increasing amendments both commit here.
 
     Under PostgreSQL's READ COMMITTED an UPDATE that waited for another transaction's lock re-checks its WHERE
     against the row that transaction left, so no two approvals can both take the last of a cap.
@@ -192,12 +203,7 @@ def commit_last(
     )
     if not pool_has_room:
         current = FundingPool.objects.values("cap", "committed").get(pk=pool.pk)
-        raise BudgetExceeded(level="pool_cap", asked=total, left=current["cap"] - current["committed"])
-    if not programme_has_room:
-        programme = Programme.objects.values("total_budget", "committed").get(pk=pool.programme_id)
-        raise BudgetExceeded(
-            level="programme_total", asked=total, left=programme["total_budget"] - programme["committed"]
-        )
+        raise Level("pool_cap", total, current["cap"], current["committed"]).refusal()
     # The pool row is locked now, and creating an allotment needs it: the set of allotments cannot change.
     allotted = set(
         FiscalYearAllotment.objects.filter(pool_id=pool.pk).order_by().values_list("fiscal_year", flat=True)
@@ -208,14 +214,18 @@ def commit_last(
                 pool_id=pool.pk, fiscal_year=year, committed__lte=F("amount") - amount
             ).update(committed=F("committed") + amount)
             if not has_room:
-                left = (
+                figures = (
                     FiscalYearAllotment.objects.filter(pool_id=pool.pk, fiscal_year=year)
-                    .values_list(F("amount") - F("committed"), flat=True)
+                    .values("amount", "committed")
                     .first()
-                )
-                raise BudgetExceeded(
-                    level="fiscal_year_allotment", asked=amount, left=left or Decimal(0), fiscal_year=year
-                )
+                ) or {"amount": Decimal(0), "committed": Decimal(0)}
+                raise Level(
+                    "fiscal_year_allotment", amount, figures["amount"], figures["committed"], fiscal_year=year
+                ).refusal()
+    # Updated first (the lock order), refused last (the levels' order): the allotments come before it.
+    if not programme_has_room:
+        programme = Programme.objects.values("total_budget", "committed").get(pk=pool.programme_id)
+        raise Level("programme_total", total, programme["total_budget"], programme["committed"]).refusal()
     # Written under the pool's lock, like every other movement of the pool: its ledger's id order is the order in
     # which its money moved.
     entries, _committed, _disbursed = _write_entries(pool, movements, actor, reason, key_base, now)
@@ -223,6 +233,4 @@ def commit_last(
 
 
 def _after_commit(pool_id: int, entry_ids: list[int]) -> None:
-    from grants.tasks import money_moved
-
-    money_moved(pool_id, entry_ids)
+    after_commit.money_moved(pool_id, entry_ids)

@@ -46,6 +46,8 @@ from rest_framework import serializers
 from grants.api import formats, reports
 from grants.errors import DomainError, InvalidInput
 from grants.models import ExportJob
+from grants.roles import UserLike
+from grants.services import after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +80,12 @@ class ExportExpired(DomainError):
     status = 410
 
 
-def exports_of(user: Any) -> QuerySet[ExportJob]:
+def exports_of(user: UserLike) -> QuerySet[ExportJob]:
     """The exports a user may see and download: their own; an administrator's, everyone's. Not those of others
     in the same cities: a file holds its requester's scope, which may be wider than the reader's."""
-    if getattr(user, "is_superuser", False):
+    if user.is_superuser:
         return ExportJob.objects.all()
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         return ExportJob.objects.none()
     return ExportJob.objects.filter(requested_by_id=user.pk)
 
@@ -136,10 +138,8 @@ def request_export(
 
 
 def _queue(job_ids: list[int]) -> None:
-    from grants.tasks import queue_export
-
     for job_id in job_ids:
-        queue_export(job_id)
+        after_commit.export(job_id)
 
 
 # --- A run --------------------------------------------------------------------------------------------------
@@ -197,8 +197,6 @@ def _alive(claim: _Claim, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any
     renew_every = settings.JOBS_EXPORT_LEASE_SECONDS / 3
     renewed = time.monotonic()
     for row in rows:
-        if settings.JOBS_TEST_EXPORT_ROW_DELAY:
-            time.sleep(settings.JOBS_TEST_EXPORT_ROW_DELAY)
         if not claim.locked and time.monotonic() - renewed > renew_every:
             if not _mine(claim).update(sweep_after=_lease()):
                 raise _Lost()

@@ -11,8 +11,7 @@ from cities.models import City
 from grants import audit
 from grants.errors import InvalidInput, NotPermitted
 from grants.models import Institution, InstitutionMember, InstitutionType
-from grants.roles import Role, require
-from grants.services.applications import require_member
+from grants.roles import Role, require, require_member
 from grants.validators import validate_credit_code
 
 PROFILE_FIELDS = ("name_en", "name_zh", "credit_code", "type", "city_id", "founded_on")
@@ -77,17 +76,13 @@ def update_institution(*, institution: Institution, actor: User, **fields: objec
     with transaction.atomic():
         institution = Institution.objects.select_for_update().get(pk=institution.pk)
         require_member(actor, institution)
-        before = audit.snapshot(institution, PROFILE_FIELDS)
-        for name, value in fields.items():
-            setattr(institution, name, value)
-        institution.save(update_fields=list(fields))
-        audit.record(
+        audit.change(
+            institution,
             actor=actor,
             action="institution.update",
-            obj=institution,
             city_id=institution.city_id,
-            before=before,
-            after=audit.snapshot(institution, PROFILE_FIELDS),
+            audited=PROFILE_FIELDS,
+            values=fields,
         )
     return institution
 
@@ -121,16 +116,12 @@ def debar_institution(
     with transaction.atomic():
         institution = Institution.objects.select_for_update().get(pk=institution.pk)
         require(actor, Role.PROGRAMME_OFFICER, institution.city_id)
-        before = audit.snapshot(institution, ("debarred_until", "debarment_reason"))
-        institution.debarred_until = until
-        institution.debarment_reason = reason if until else ""
-        institution.save(update_fields=["debarred_until", "debarment_reason"])
-        audit.record(
+        audit.change(
+            institution,
             actor=actor,
             action="institution.debar" if until else "institution.lift_debarment",
-            obj=institution,
             city_id=institution.city_id,
-            before=before,
-            after=audit.snapshot(institution, ("debarred_until", "debarment_reason")),
+            audited=("debarred_until", "debarment_reason"),
+            values={"debarred_until": until, "debarment_reason": reason if until else ""},
         )
     return institution

@@ -3,26 +3,24 @@ recover (§3, §4). Money moves only through budget.post, with its ledger entrie
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from grants import audit
-from grants.errors import DuplicatePaymentReference, InvalidInput
+from grants import audit, workflow
+from grants.errors import DuplicatePaymentReference, InstitutionDebarred, InvalidInput
 from grants.models import Award, LedgerEntry, MilestoneReport, Recovery, Tranche
 from grants.money import ZERO, to_money
-from grants.roles import Role, require
-from grants.services.approval import InstitutionDebarred
+from grants.roles import Role, require, require_member
 from grants.services.budget import Kind, Locked, Movement, lock_pool, post, replayed
-from grants.workflow import check_transition
+from grants.workflow import OPEN_TRANCHE, check_transition
 
 T = Tranche.Status
 W = Award.Status
-OPEN_TRANCHE = (T.PLANNED, T.PAYABLE, T.WITHHELD)
 TRANCHE_FIELDS = ("status", "amount", "paid_on", "payment_reference", "status_note")
 
 
@@ -33,7 +31,9 @@ def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, T
     )
     locked = lock_pool(pool_id, programme=programme, years={year})
     award = Award.objects.select_for_update(of=("self",)).select_related("institution").get(pk=award_id)
+    award.pool = locked.pool
     tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
+    tranche.award = award  # the locked rows, already joined up to the city the workflow asks for
     return locked, award, tranche
 
 
@@ -42,6 +42,7 @@ def _lock_award_tranche(award_id: int, tranche_id: int) -> tuple[Award, Tranche,
     returns them with the award's city."""
     award = Award.objects.select_for_update(of=("self",)).select_related("pool__programme").get(pk=award_id)
     tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
+    tranche.award = award
     return award, tranche, award.pool.programme.city_id
 
 
@@ -55,25 +56,31 @@ def is_due(tranche: Tranche, award: Award, today: date) -> bool:
     return True
 
 
+def awaiting_decision(report: MilestoneReport) -> bool:
+    """A milestone report may be accepted or rejected once, while it waits for a decision."""
+    return report.status == MilestoneReport.Status.SUBMITTED
+
+
+def receivable(recovery: Recovery) -> bool:
+    """Money may be received on a recovery while it is open."""
+    return recovery.status == Recovery.Status.OPEN
+
+
 def _set_status(
-    tranche: Tranche, target: str, *, actor: Any, action: str, city_id: int, note: str = ""
+    tranche: Tranche, target: str, *, actor: User | None, action: str, city_id: int, note: str = ""
 ) -> None:
     check_transition(tranche, target)
-    before = audit.snapshot(tranche, TRANCHE_FIELDS)
-    tranche.status = target
-    tranche.status_note = note[:500]
-    tranche.save(update_fields=["status", "status_note"])
-    audit.record(
+    audit.change(
+        tranche,
         actor=actor,
         action=action,
-        obj=tranche,
         city_id=city_id,
-        before=before,
-        after=audit.snapshot(tranche, TRANCHE_FIELDS),
+        audited=TRANCHE_FIELDS,
+        values={"status": target, "status_note": note[:500]},
     )
 
 
-def _complete_if_done(award: Award, *, actor: Any, city_id: int) -> None:
+def _complete_if_done(award: Award, *, actor: User, city_id: int) -> None:
     if (
         award.status in (W.ACTIVE, W.SUSPENDED)
         and not award.tranches.filter(status__in=OPEN_TRANCHE).exists()
@@ -92,8 +99,9 @@ def release_tranche(*, tranche: Tranche, actor: User | None, today: date | None 
     with transaction.atomic():
         award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
         if actor is not None:
-            require(actor, Role.FINANCE_OFFICER, city_id)
-        check_transition(tranche, T.PAYABLE)
+            workflow.require(actor, tranche, T.PAYABLE)
+        else:
+            check_transition(tranche, T.PAYABLE)  # the daily job: no one to check, only the state
         if not is_due(tranche, award, today):
             raise InvalidInput(
                 _(
@@ -154,8 +162,7 @@ def pay_tranche(
             if idempotency_key and replayed(key_base, tranche_id=tranche.pk) is not None:
                 return tranche
             city_id = locked.pool.programme.city_id
-            require(actor, Role.FINANCE_OFFICER, city_id)
-            check_transition(tranche, T.PAID)
+            workflow.require(actor, tranche, T.PAID)
             if award.status != W.ACTIVE:
                 raise InvalidInput(_("Tranches of a %(s)s award cannot be paid.") % {"s": award.status})
             if award.institution.is_debarred():
@@ -174,21 +181,20 @@ def pay_tranche(
                 reason=f"payment {payment_reference} of {award.reference} #{tranche.sequence}",
                 key_base=key_base,
             )
-            before = audit.snapshot(tranche, TRANCHE_FIELDS)
-            tranche.status = T.PAID
-            tranche.paid_on = paid_on or timezone.localdate()
-            tranche.payment_reference = payment_reference
-            tranche.save(update_fields=["status", "paid_on", "payment_reference"])
-            award.paid += tranche.amount
-            award.save(update_fields=["paid"])
-            audit.record(
+            audit.change(
+                tranche,
                 actor=actor,
                 action="tranche.pay",
-                obj=tranche,
                 city_id=city_id,
-                before=before,
-                after=audit.snapshot(tranche, TRANCHE_FIELDS),
+                audited=TRANCHE_FIELDS,
+                values={
+                    "status": T.PAID,
+                    "paid_on": paid_on or timezone.localdate(),
+                    "payment_reference": payment_reference,
+                },
             )
+            award.paid += tranche.amount
+            award.save(update_fields=["paid"])
             _complete_if_done(award, actor=actor, city_id=city_id)
     except IntegrityError as exc:
         # Two payments racing for one reference: the unique index decides; the loser changes nothing.
@@ -205,7 +211,7 @@ def withhold_tranche(*, tranche: Tranche, actor: User, reason: str) -> Tranche:
         raise InvalidInput(_("Say why the tranche is withheld."), fields={"reason": [_("Required.")]})
     with transaction.atomic():
         _award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
-        require(actor, Role.FINANCE_OFFICER, city_id)
+        workflow.require(actor, tranche, T.WITHHELD)
         _set_status(tranche, T.WITHHELD, actor=actor, action="tranche.withhold", city_id=city_id, note=reason)
     return tranche
 
@@ -215,9 +221,8 @@ def unwithhold_tranche(*, tranche: Tranche, actor: User, today: date | None = No
     today = today or timezone.localdate()
     with transaction.atomic():
         award, tranche, city_id = _lock_award_tranche(tranche.award_id, tranche.pk)
-        require(actor, Role.FINANCE_OFFICER, city_id)
-        if tranche.status != T.WITHHELD:
-            check_transition(tranche, T.PLANNED)  # raises, naming the current state
+        # Only a withheld tranche may go back to planned: this refuses any other, naming its state.
+        workflow.require(actor, tranche, T.PLANNED)
         target = T.PAYABLE if is_due(tranche, award, today) else T.PLANNED
         _set_status(tranche, target, actor=actor, action="tranche.unwithhold", city_id=city_id)
     return tranche
@@ -228,7 +233,7 @@ def _cancel_locked(
     award: Award,
     tranches: list[Tranche],
     *,
-    actor: Any,
+    actor: User,
     reason: str,
     city_id: int,
     key: str | None,
@@ -260,8 +265,7 @@ def cancel_tranche(
         if key_base and replayed(f"{key_base}:0", tranche_id=tranche.pk) is not None:
             return tranche
         city_id = locked.pool.programme.city_id
-        require(actor, Role.FINANCE_OFFICER, city_id)
-        check_transition(tranche, T.CANCELLED)
+        workflow.require(actor, tranche, T.CANCELLED)
         _cancel_locked(locked, award, [tranche], actor=actor, reason=reason, city_id=city_id, key=key_base)
         _complete_if_done(award, actor=actor, city_id=city_id)
     return tranche
@@ -273,18 +277,15 @@ def _award_transition(*, award: Award, actor: User, target: str, action: str, re
             Award.objects.select_for_update(of=("self",)).select_related("pool__programme").get(pk=award.pk)
         )
         city_id = award.pool.programme.city_id
-        require(actor, Role.PROGRAMME_OFFICER, city_id)
-        check_transition(award, target)
-        before = audit.snapshot(award, ("status",))
-        award.status = target
-        award.save(update_fields=["status"])
-        audit.record(
+        workflow.require(actor, award, target)
+        audit.change(
+            award,
             actor=actor,
             action=action,
-            obj=award,
             city_id=city_id,
-            before=before,
-            after={"status": target, "reason": reason},
+            audited=("status",),
+            values={"status": target},
+            noted={"reason": reason},
         )
     return award
 
@@ -310,26 +311,23 @@ def terminate_award(*, award: Award, actor: User, reason: str) -> Award:
     with transaction.atomic():
         locked = lock_pool(award.pool_id)
         award = Award.objects.select_for_update().get(pk=award.pk)
+        award.pool = locked.pool
         city_id = locked.pool.programme.city_id
-        require(actor, Role.PROGRAMME_OFFICER, city_id)
-        check_transition(award, W.TERMINATED)
+        workflow.require(actor, award, W.TERMINATED)
         remaining = list(
             award.tranches.select_for_update().filter(status__in=OPEN_TRANCHE).order_by("sequence")
         )
         _cancel_locked(
             locked, award, remaining, actor=actor, reason=f"termination: {reason}", city_id=city_id, key=None
         )
-        before = {"status": award.status}
-        award.status = W.TERMINATED
-        award.save(update_fields=["status"])
-        audit.record(
+        audit.change(
+            award,
             actor=actor,
             action="award.terminate",
-            obj=award,
             city_id=city_id,
-            before=before,
-            after={
-                "status": award.status,
+            audited=("status",),
+            values={"status": W.TERMINATED},
+            noted={
                 "reason": reason,
                 "cancelled_tranches": [t.sequence for t in remaining],
             },
@@ -401,7 +399,7 @@ def record_recovery_receipt(
             return recovery
         city_id = locked.pool.programme.city_id
         require(actor, Role.FINANCE_OFFICER, city_id)
-        if recovery.status != Recovery.Status.OPEN:
+        if not receivable(recovery):
             raise InvalidInput(
                 _("This recovery is %(s)s; nothing more can be received.") % {"s": recovery.status}
             )
@@ -442,19 +440,19 @@ def record_recovery_receipt(
         )
         award.recovered += amount
         award.save(update_fields=["recovered"])
-        before = audit.snapshot(recovery, ("received", "status"))
-        recovery.received += amount
-        recovery.receipts += 1
-        if recovery.received == recovery.amount:
-            recovery.status = Recovery.Status.RECEIVED
-        recovery.save(update_fields=["received", "receipts", "status"])
-        audit.record(
+        received = recovery.received + amount
+        audit.change(
+            recovery,
             actor=actor,
             action="recovery.receipt",
-            obj=recovery,
             city_id=city_id,
-            before=before,
-            after={**audit.snapshot(recovery, ("received", "status")), "amount": str(amount)},
+            audited=("received", "status"),
+            values={
+                "received": received,
+                "receipts": recovery.receipts + 1,
+                "status": Recovery.Status.RECEIVED if received == recovery.amount else recovery.status,
+            },
+            noted={"amount": str(amount)},
         )
     return recovery
 
@@ -463,10 +461,8 @@ def record_recovery_receipt(
 
 
 def submit_milestone_report(
-    *, tranche: Tranche, actor: User, summary: str, attachment: Any = None
+    *, tranche: Tranche, actor: User, summary: str, attachment: File | None = None
 ) -> MilestoneReport:
-    from grants.services.applications import require_member
-
     if not summary.strip():
         raise InvalidInput(_("Describe the milestone reached."), fields={"summary": [_("Required.")]})
     with transaction.atomic():
@@ -515,7 +511,7 @@ def decide_milestone_report(
         )
         award, tranche, city_id = _lock_award_tranche(report.tranche.award_id, report.tranche_id)
         require(actor, Role.PROGRAMME_OFFICER, city_id)
-        if report.status != MilestoneReport.Status.SUBMITTED:
+        if not awaiting_decision(report):
             raise InvalidInput(_("This report was already %(s)s.") % {"s": report.status})
         if not accept and not note.strip():
             raise InvalidInput(_("Say why the report is rejected."), fields={"note": [_("Required.")]})

@@ -1,13 +1,22 @@
-"""Budget tracking of a pool (§5.1): the ledger recomputed, drift, usage snapshots, alerts and notifications.
+"""Budget tracking of pools (§5.1): the ledger recomputed, drift, usage snapshots, alerts and notifications.
+
+One path tracks any number of pools, a single pool being a batch of one: the job queued after a commit
+(`track_pool`) and the scheduled sweep (`track_pools`) run the same three phases in one transaction:
+
+1. `claim`: lock the pool rows (FOR UPDATE SKIP LOCKED) and keep those that need tracking. A pool another run holds,
+   or whose money is moving at this moment, is skipped: it keeps tracking_due_at and the next run takes it. While
+   the rows are held no money moves in those pools, so what follows reads one state of the database.
+2. `measure`: the counters, the ledger's totals, the pipeline, the allotments and the forecast of every claimed pool,
+   in a handful of set-based statements whatever the number of pools.
+3. `record`: settle the alerts, write the snapshots, mark the pools tracked.
 
 The job may run twice for the same change (a redelivered message, two beat schedulers, a sweep racing the job
-queued after a commit). Each run starts by claiming the pool with a conditional update of `tracked_at`: of two
-runs that read the same state only one writes anything, and alerts are inserted under the partial unique
-constraint `one_live_alert_per_crossing`, so an alert is raised once per crossing whatever runs.
+queued after a commit): the second run either skips the rows the first holds or, once the first has committed,
+finds the pools tracked. Alerts are inserted under the partial unique constraint `one_live_alert_per_crossing`, so
+an alert is raised once per crossing whatever runs.
 """
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,12 +26,12 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, QuerySet, Sum, Value, When
+from django.db import transaction
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from grants import selectors
 from grants.models import (
-    Application,
     BudgetAlert,
     FiscalYearAllotment,
     FundingPool,
@@ -37,15 +46,12 @@ from grants.services import webhooks
 
 logger = logging.getLogger(__name__)
 
-Kind = LedgerEntry.Kind
 AlertKind = BudgetAlert.Kind
 Severity = BudgetAlert.Severity
 
 # Approvals refuse to commit beyond an allotment, so a year's payments reach 100% only when it is full: warn
 # before that, when the forecast payments of a fiscal year reach this share of its allotment.
 ALLOTMENT_WARNING_SHARE = Decimal("0.95")
-# Applications whose requested amounts make up the pipeline: submitted, not yet decided.
-PIPELINE_STATUSES = (Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW)
 MONEY_MOVED = "money.moved"
 
 
@@ -109,59 +115,6 @@ def pools_to_track(*, now: datetime | None = None) -> QuerySet[FundingPool]:
         Q(tracking_due_at__isnull=False)
         | Q(programme__status=Programme.Status.OPEN) & (Q(tracked_at__isnull=True) | Q(tracked_at__lt=stale))
     ).order_by("pk")
-
-
-def _read(pool_id: int) -> dict:
-    """The pool's counters and the ledger's sums in ONE statement, so both come from the same snapshot of the
-    database: read separately, a commit between the two reads would look like drift."""
-    signed_commit = Case(
-        When(ledger_entries__kind=Kind.COMMIT, then=F("ledger_entries__amount")),
-        When(ledger_entries__kind=Kind.DECOMMIT, then=-F("ledger_entries__amount")),
-        default=Value(ZERO),
-    )
-    signed_disburse = Case(
-        When(ledger_entries__kind=Kind.DISBURSE, then=F("ledger_entries__amount")),
-        When(ledger_entries__kind=Kind.RECOVER, then=-F("ledger_entries__amount")),
-        default=Value(ZERO),
-    )
-    return (
-        FundingPool.objects.filter(pk=pool_id)
-        .values("pk", "cap", "committed", "disbursed", "tracking_due_at", "tracked_at", "alert_thresholds")
-        .annotate(
-            ledger_committed=Sum(signed_commit, default=ZERO),
-            ledger_disbursed=Sum(signed_disburse, default=ZERO),
-        )
-        .get()
-    )
-
-
-def forecast_payments(pool_id: int) -> dict[int, Decimal]:
-    """Payments per fiscal year: every tranche that is paid or still to be paid (not cancelled).
-
-    Where the pool has allotments, each year's figure is its allotment's committed counter, which the services
-    keep equal to those tranches (less money recovered in the year), so no tranche is scanned; the allotment
-    alert compares nothing else.
-    """
-    allotted = dict(
-        FiscalYearAllotment.objects.filter(pool_id=pool_id).values_list("fiscal_year", "committed")
-    )
-    if allotted:
-        return allotted
-    rows = (
-        Tranche.objects.filter(award__pool_id=pool_id)
-        .exclude(status=Tranche.Status.CANCELLED)
-        .values("fiscal_year")
-        .annotate(total=Sum("amount"))
-        .order_by("fiscal_year")
-    )
-    return {r["fiscal_year"]: r["total"] for r in rows}
-
-
-def pipeline(pool_id: int) -> Decimal:
-    """Requested amounts of the pool's applications submitted or under review (application_pool_status_idx)."""
-    return Application.objects.filter(pool_id=pool_id, status__in=PIPELINE_STATUSES).aggregate(
-        s=Sum("requested_amount", default=ZERO)
-    )["s"]
 
 
 def _money(value: Decimal) -> str:
@@ -249,76 +202,158 @@ def officers_of(pool: FundingPool) -> QuerySet[User]:
     )
 
 
-def _needs_tracking(row: dict, now: datetime) -> bool:
-    if row["tracking_due_at"] is not None or row["tracked_at"] is None:
+def _needs_tracking(pool: FundingPool, now: datetime) -> bool:
+    if pool.tracking_due_at is not None or pool.tracked_at is None:
         return True
-    return row["tracked_at"] < now - timedelta(seconds=settings.JOBS_TRACKING_INTERVAL)
+    return pool.tracked_at < now - timedelta(seconds=settings.JOBS_TRACKING_INTERVAL)
+
+
+# Pools per transaction of the scheduled sweep. Their rows stay locked for the batch (about half a second for a
+# thousand pools on a small machine): an approval in one of them waits that long, once per sweep of the pool. The
+# ledger aggregate is one GROUP BY for the whole batch; smaller batches pay a filtered scan of the ledger each.
+SWEEP_BATCH = 1000
 
 
 def track_pool(*, pool_id: int, force: bool = False) -> Tracked:
-    """Track one pool: recompute committed and disbursed from the ledger, compare them with the counters, write a
-    usage snapshot, raise the alerts whose condition holds and clear those whose condition no longer holds, then
-    notify the pool's officers and webhooks of new alerts once the transaction has committed.
+    """Track one pool (the job queued after a commit that moved its money): a batch of one through `track_pools`.
 
     Does nothing (ran=False) when the pool was tracked since its money last moved (unless `force`), or when another
-    run tracked it since this one read it. Locks the pool row from its claim to the commit: a few inserts.
-    """
-    now = timezone.now()
-    row = _read(pool_id)
-    if not force and not _needs_tracking(row, now):
-        return Tracked(pool_id, ran=False)
-    pool = FundingPool.objects.select_related("programme__city").get(pk=pool_id)
-    t = Tracked(
-        pool_id,
-        ran=True,
-        committed=row["committed"],
-        disbursed=row["disbursed"],
-        ledger_committed=row["ledger_committed"],
-        ledger_disbursed=row["ledger_disbursed"],
-        cap=row["cap"],
-        pipeline=pipeline(pool_id),
-        forecast=forecast_payments(pool_id),
-        allotments=dict(
-            FiscalYearAllotment.objects.filter(pool_id=pool_id).values_list("fiscal_year", "amount")
-        ),
+    run holds it at this moment (that run tracks it; money moving now leaves it due for the next run)."""
+    tracked = track_pools(pool_ids=[pool_id], force=force)
+    return tracked[0] if tracked else Tracked(pool_id, ran=False)
+
+
+def track_pools(
+    *, pool_ids: Iterable[int], now: datetime | None = None, force: bool = False
+) -> list[Tracked]:
+    """Track pools: for each that needs tracking (or every one, with `force`), recompute committed and disbursed from
+    the ledger, compare them with the counters, write a usage snapshot, raise the alerts whose condition holds and
+    clear those whose condition no longer holds, then notify the pool's officers and webhooks of new alerts once the
+    transaction has committed. Pools that do not need tracking, or that another run holds, are left alone.
+
+    One transaction per batch of SWEEP_BATCH pools, a handful of statements each: one aggregate over their ledger,
+    one over their pipelines, one read of their allotments and live alerts, one bulk insert of snapshots, one UPDATE
+    of their tracking times. Locks the batch's pool rows from the claim to the commit."""
+    now = now or timezone.now()
+    ids = sorted(set(pool_ids))
+    results: list[Tracked] = []
+    for start in range(0, len(ids), SWEEP_BATCH):
+        with transaction.atomic():
+            pools = claim(ids[start : start + SWEEP_BATCH], now=now, force=force)
+            if pools:
+                batch = measure(pools)
+                record(pools, batch, now=now)
+                results += batch
+    return results
+
+
+def claim(pool_ids: list[int], *, now: datetime, force: bool = False) -> list[FundingPool]:
+    """Phase 1, inside the batch's transaction: lock the pools' rows and return those that need tracking. Skips
+    rows locked by another transaction (a run tracking them, or a posting moving their money): they keep
+    tracking_due_at, so a later run takes them. Holding the rows, no money moves in these pools until the commit:
+    the counters and the ledger read next are one state, and clearing tracking_due_at cannot hide a movement."""
+    return [
+        pool
+        for pool in FundingPool.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("programme__city")
+        .filter(pk__in=pool_ids)
+        .order_by("pk")
+        if force or _needs_tracking(pool, now)
+    ]
+
+
+def measure(pools: list[FundingPool]) -> list[Tracked]:
+    """Phase 2: the figures of each claimed pool, set-based. Each year's forecast payments are its allotment's
+    committed counter where the pool has allotments (the services keep it equal to the tranches not cancelled, less
+    money recovered in the year: no tranche is scanned), else the sum of those tranches."""
+    ids = [p.pk for p in pools]
+    ledger = selectors.ledger_totals(LedgerEntry.objects.filter(pool_id__in=ids), by=("pool_id",))
+    pipelines = dict(
+        FundingPool.objects.filter(pk__in=ids)
+        .annotate(pipeline=selectors.pipeline_of_pool())
+        .values_list("pk", "pipeline")
     )
-    if settings.JOBS_TEST_TRACKING_DELAY:
-        time.sleep(settings.JOBS_TEST_TRACKING_DELAY)
-    holding = conditions(t, pool.thresholds())
-
-    with transaction.atomic():
-        # The claim: only the run that read the current tracked_at goes on. tracking_due_at is cleared only if no
-        # money moved since it was read; otherwise the next sweep tracks the pool again.
-        due = row["tracking_due_at"]
-        claimed = FundingPool.objects.filter(pk=pool_id, tracked_at=row["tracked_at"]).update(
-            tracked_at=now,
-            tracking_due_at=Case(
-                When(
-                    Q(tracking_due_at__isnull=True) if due is None else Q(tracking_due_at=due),
-                    then=Value(None),
+    allotments: dict[int, dict[int, tuple[Decimal, Decimal]]] = {}
+    for pool_id, year, amount, committed in FiscalYearAllotment.objects.filter(pool_id__in=ids).values_list(
+        "pool_id", "fiscal_year", "amount", "committed"
+    ):
+        allotments.setdefault(pool_id, {})[year] = (amount, committed)
+    scheduled: dict[int, dict[int, Decimal]] = {}
+    unallotted = [pool_id for pool_id in ids if pool_id not in allotments]
+    if unallotted:
+        for pool_id, year, total in (
+            Tranche.objects.filter(award__pool_id__in=unallotted)
+            .exclude(status=Tranche.Status.CANCELLED)
+            .values("award__pool_id", "fiscal_year")
+            .annotate(total=Sum("amount"))
+            .order_by("award__pool_id", "fiscal_year")
+            .values_list("award__pool_id", "fiscal_year", "total")
+        ):
+            scheduled.setdefault(pool_id, {})[year] = total
+    results = []
+    for pool in pools:
+        totals = ledger.get((pool.pk,), selectors.LedgerTotals())
+        years = allotments.get(pool.pk)
+        results.append(
+            Tracked(
+                pool.pk,
+                ran=True,
+                committed=pool.committed,
+                disbursed=pool.disbursed,
+                ledger_committed=totals.committed,
+                ledger_disbursed=totals.disbursed,
+                cap=pool.cap,
+                pipeline=pipelines[pool.pk],
+                forecast=(
+                    {year: committed for year, (_amount, committed) in years.items()}
+                    if years
+                    else scheduled.get(pool.pk, {})
                 ),
-                default=F("tracking_due_at"),
-            ),
+                allotments={year: amount for year, (amount, _committed) in (years or {}).items()},
+            )
         )
-        if not claimed:
-            logger.info("pool %s was tracked by another run meanwhile", pool_id)
-            return Tracked(pool_id, ran=False)
-        snapshot = t.snapshot(now)
-        snapshot.save()
-        t.snapshot_id = snapshot.pk
-        _write_alerts(t, pool, holding, now)
-        t.deliveries += catch_up_money_events(pool, since=row["tracked_at"])
+    return results
+
+
+def record(pools: list[FundingPool], results: list[Tracked], *, now: datetime) -> None:
+    """Phase 3: clear the live alerts whose condition is gone, raise those newly holding (with their webhooks,
+    and the officers' e-mail after the commit), catch up money-moved events, write the snapshots and mark the pools
+    tracked. The claim holds the rows: no other run raises or clears these pools' alerts meanwhile."""
+    ids = [p.pk for p in pools]
+    live: dict[int, list[BudgetAlert]] = {}
+    for alert in BudgetAlert.objects.filter(pool_id__in=ids, cleared_at__isnull=True).order_by("pk"):
+        live.setdefault(alert.pool_id, []).append(alert)
+    cities = {p.programme.city_id for p in pools}
+    with_money_hooks = {c for c in cities if webhooks.endpoints_for(c, MONEY_MOVED)}
+    with_alert_hooks = {c for c in cities if webhooks.endpoints_for(c, "budget.alert")}
+    new_alerts: list[BudgetAlert] = []
+    for pool, t in zip(pools, results, strict=True):
+        holding = conditions(t, pool.thresholds())
+        if holding or live.get(pool.pk):
+            _settle_alerts(t, pool, holding, live.get(pool.pk, []), now, new_alerts)
+        if pool.programme.city_id in with_money_hooks:
+            t.deliveries += catch_up_money_events(pool, since=pool.tracked_at)
+    by_pool = {t.pool_id: t for t in results}
+    pools_by_id = {p.pk: p for p in pools}
+    for alert in BudgetAlert.objects.bulk_create(new_alerts):
+        t = by_pool[alert.pool_id]
+        t.raised.append(alert.pk)
+        pool = pools_by_id[alert.pool_id]
+        if pool.programme.city_id in with_alert_hooks:
+            t.deliveries += webhooks.fan_out(
+                city_id=pool.programme.city_id,
+                event="budget.alert",
+                event_id=f"alert-{alert.pk}",
+                payload=alert_payload(alert, pool),
+            )
+    for t in results:
         if t.raised:
-            alert_ids = list(t.raised)
-            transaction.on_commit(lambda: notify_officers(pool_id=pool_id, alert_ids=alert_ids))
-    return t
-
-
-def _write_alerts(t: Tracked, pool: FundingPool, holding: list[Condition], now: datetime) -> None:
-    """Clear the pool's live alerts whose condition is gone and raise those newly holding, once per crossing
-    (one_live_alert_per_crossing decides a race), fanning new ones out to the city's webhooks."""
-    live = BudgetAlert.objects.filter(pool_id=pool.pk, cleared_at__isnull=True).order_by("pk")
-    _settle_alerts(t, pool, holding, list(live), now)
+            transaction.on_commit(partial(notify_officers, pool_id=t.pool_id, alert_ids=list(t.raised)))
+    for t, snapshot in zip(
+        results, UsageSnapshot.objects.bulk_create([t.snapshot(now) for t in results]), strict=True
+    ):
+        t.snapshot_id = snapshot.pk
+    FundingPool.objects.filter(pk__in=ids).update(tracked_at=now, tracking_due_at=None)
 
 
 def _settle_alerts(
@@ -327,12 +362,10 @@ def _settle_alerts(
     holding: list[Condition],
     live: list[BudgetAlert],
     now: datetime,
-    *,
-    new_alerts: list[BudgetAlert] | None = None,
+    new_alerts: list[BudgetAlert],
 ) -> None:
-    """With `new_alerts`, the alerts to raise are appended to it, unsaved, for the caller to insert in bulk (the
-    batch holds the pool rows' locks, so no other run can raise them meanwhile)."""
-    pool_id = pool.pk
+    """Clear the pool's live alerts whose condition is gone; append those newly holding to `new_alerts`, unsaved,
+    for the caller to insert in bulk (once per crossing: one_live_alert_per_crossing backs it)."""
     keys = {(c.kind, c.subject) for c in holding}
     live_keys = set()
     for alert in live:
@@ -343,155 +376,17 @@ def _settle_alerts(
     for c in holding:
         if (c.kind, c.subject) in live_keys:
             continue
-        if new_alerts is not None:
-            new_alerts.append(
-                BudgetAlert(
-                    pool_id=pool_id,
-                    kind=c.kind,
-                    severity=c.severity,
-                    subject=c.subject,
-                    message=c.message[:500],
-                    figures=c.figures,
-                    raised_at=now,
-                )
+        new_alerts.append(
+            BudgetAlert(
+                pool_id=pool.pk,
+                kind=c.kind,
+                severity=c.severity,
+                subject=c.subject,
+                message=c.message[:500],
+                figures=c.figures,
+                raised_at=now,
             )
-            continue
-        try:
-            with transaction.atomic():
-                alert = BudgetAlert.objects.create(
-                    pool_id=pool_id,
-                    kind=c.kind,
-                    severity=c.severity,
-                    subject=c.subject,
-                    message=c.message[:500],
-                    figures=c.figures,
-                    raised_at=now,
-                )
-        except IntegrityError:
-            # Another run raised it between our read and our insert: it is live, once.
-            continue
-        t.raised.append(alert.pk)
-        t.deliveries += webhooks.fan_out(
-            city_id=pool.programme.city_id,
-            event="budget.alert",
-            event_id=f"alert-{alert.pk}",
-            payload=alert_payload(alert, pool),
         )
-
-
-# Pools per transaction of the scheduled sweep. Their rows stay locked for the batch (about half a second for a
-# thousand pools on a small machine): an approval in one of them waits that long, once per sweep of the pool. The
-# ledger aggregate is one GROUP BY for the whole batch; smaller batches pay a filtered scan of the ledger each.
-SWEEP_BATCH = 1000
-
-
-def track_pools(*, pool_ids: Iterable[int], now: datetime | None = None) -> list[Tracked]:
-    """Track many pools the way the scheduled sweep needs: a handful of set-based statements per batch of
-    SWEEP_BATCH pools (one aggregate over their ledger, one over their pipelines, one read of their allotments and
-    live alerts, one bulk insert of snapshots, one UPDATE of their tracking times) instead of a dozen per pool.
-    Same effects as `track_pool` for each pool that needs tracking; pools that do not are left alone."""
-    now = now or timezone.now()
-    ids = sorted(set(pool_ids))
-    results: list[Tracked] = []
-    for start in range(0, len(ids), SWEEP_BATCH):
-        results += _track_batch(ids[start : start + SWEEP_BATCH], now)
-    return results
-
-
-def _track_batch(pool_ids: list[int], now: datetime) -> list[Tracked]:
-    """One transaction over a batch. It locks the batch's pool rows first, skipping any whose money is moving at
-    this moment (they keep tracking_due_at, so the next sweep takes them). While the rows are held no money moves
-    in those pools: the counters and the ledger sums read next are one state of the database, and clearing
-    tracking_due_at cannot hide a later movement. A single-pool run racing this one waits, then finds the pool
-    tracked."""
-    results: list[Tracked] = []
-    with transaction.atomic():
-        pools = [
-            p
-            for p in FundingPool.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("programme__city")
-            .filter(pk__in=pool_ids)
-            .order_by("pk")
-            if _needs_tracking({"tracking_due_at": p.tracking_due_at, "tracked_at": p.tracked_at}, now)
-        ]
-        if not pools:
-            return []
-        ids = [p.pk for p in pools]
-        # The same GROUP BY as a plain ledger total (pool, kind): the signs are applied here, per row of the result.
-        sums: dict[int, dict[str, Decimal]] = {}
-        for pool_id, kind, total in (
-            LedgerEntry.objects.filter(pool_id__in=ids)
-            .values("pool_id", "kind")
-            .annotate(total=Sum("amount"))
-            .order_by()
-            .values_list("pool_id", "kind", "total")
-        ):
-            pool_sums = sums.setdefault(pool_id, {"committed": ZERO, "disbursed": ZERO})
-            measure = "committed" if kind in (Kind.COMMIT, Kind.DECOMMIT) else "disbursed"
-            pool_sums[measure] += total if kind in (Kind.COMMIT, Kind.DISBURSE) else -total
-        pipelines = dict(
-            Application.objects.filter(pool_id__in=ids, status__in=PIPELINE_STATUSES)
-            .values("pool_id")
-            .annotate(total=Sum("requested_amount"))
-            .order_by()
-            .values_list("pool_id", "total")
-        )
-        allotments: dict[int, dict[int, tuple[Decimal, Decimal]]] = {}
-        for pool_id, year, amount, committed in FiscalYearAllotment.objects.filter(
-            pool_id__in=ids
-        ).values_list("pool_id", "fiscal_year", "amount", "committed"):
-            allotments.setdefault(pool_id, {})[year] = (amount, committed)
-        live: dict[int, list[BudgetAlert]] = {}
-        for alert in BudgetAlert.objects.filter(pool_id__in=ids, cleared_at__isnull=True).order_by("pk"):
-            live.setdefault(alert.pool_id, []).append(alert)
-        cities = {p.programme.city_id for p in pools}
-        with_money_hooks = {c for c in cities if webhooks.endpoints_for(c, MONEY_MOVED)}
-
-        snapshots = []
-        new_alerts: list[BudgetAlert] = []
-        for pool in pools:
-            ledger = sums.get(pool.pk, {"committed": ZERO, "disbursed": ZERO})
-            years = allotments.get(pool.pk, {})
-            t = Tracked(
-                pool.pk,
-                ran=True,
-                committed=pool.committed,
-                disbursed=pool.disbursed,
-                ledger_committed=ledger["committed"],
-                ledger_disbursed=ledger["disbursed"],
-                cap=pool.cap,
-                pipeline=pipelines.get(pool.pk) or ZERO,
-                forecast={year: committed for year, (_amount, committed) in years.items()},
-                allotments={year: amount for year, (amount, _committed) in years.items()},
-            )
-            holding = conditions(t, pool.thresholds())
-            if holding or live.get(pool.pk):
-                _settle_alerts(t, pool, holding, live.get(pool.pk, []), now, new_alerts=new_alerts)
-            if pool.programme.city_id in with_money_hooks:
-                t.deliveries += catch_up_money_events(pool, since=pool.tracked_at)
-            snapshots.append(t.snapshot(now))
-            results.append(t)
-        by_pool = {t.pool_id: t for t in results}
-        pools_by_id = {p.pk: p for p in pools}
-        with_alert_hooks = {c for c in cities if webhooks.endpoints_for(c, "budget.alert")}
-        for alert in BudgetAlert.objects.bulk_create(new_alerts):
-            t = by_pool[alert.pool_id]
-            t.raised.append(alert.pk)
-            pool = pools_by_id[alert.pool_id]
-            if pool.programme.city_id in with_alert_hooks:
-                t.deliveries += webhooks.fan_out(
-                    city_id=pool.programme.city_id,
-                    event="budget.alert",
-                    event_id=f"alert-{alert.pk}",
-                    payload=alert_payload(alert, pool),
-                )
-        for t in results:
-            if t.raised:
-                transaction.on_commit(partial(notify_officers, pool_id=t.pool_id, alert_ids=list(t.raised)))
-        for t, snapshot in zip(results, UsageSnapshot.objects.bulk_create(snapshots), strict=True):
-            t.snapshot_id = snapshot.pk
-        FundingPool.objects.filter(pk__in=ids).update(tracked_at=now, tracking_due_at=None)
-    return results
 
 
 def alert_payload(alert: BudgetAlert, pool: FundingPool) -> dict:

@@ -400,3 +400,66 @@ def test_a_programme_total_below_its_pools_caps_is_refused(client, alice, sh_pro
     response = client.post(url, data)
     assert response.status_code == 200
     assert "cannot be less" in str(response.context["adminform"].form.errors)
+
+
+@pytest.mark.django_db
+def test_a_cap_and_its_allotments_shrink_together_in_one_save(client, alice, sh_pool):
+    services.set_allotment(pool=sh_pool, actor=alice, fiscal_year=2025, amount=Decimal("400000000"))
+    allotment = sh_pool.allotments.get()
+    client.force_login(alice)
+    url = reverse("admin:grants_fundingpool_change", args=[sh_pool.pk])
+    rows = {
+        "allotments-TOTAL_FORMS": "1",
+        "allotments-INITIAL_FORMS": "1",
+        "allotments-0-id": allotment.pk,
+        "allotments-0-pool": sh_pool.pk,
+        "allotments-0-fiscal_year": "2025",
+        "allotments-0-amount": "300000000",
+    }
+    # The cap lowered alone below today's allotment is refused, on the allotments, and nothing changes...
+    alone = pool_form(sh_pool, cap="300000000", **{**rows, "allotments-0-amount": "400000000"})
+    response = client.post(url, alone)
+    assert response.status_code == 200
+    errors = " ".join(response.context["inline_admin_formsets"][0].formset.non_form_errors())
+    assert "The cap cannot be less than the fiscal-year allotments (400,000,000.00)." in errors
+    sh_pool.refresh_from_db()
+    assert sh_pool.cap == Decimal("600000000")
+    # ...lowered together with it, in one save, it passes.
+    assert client.post(url, pool_form(sh_pool, cap="300000000", **rows)).status_code == 302
+    sh_pool.refresh_from_db()
+    assert sh_pool.cap == Decimal("300000000")
+    assert list(sh_pool.allotments.values_list("amount", flat=True)) == [Decimal("300000000")]
+
+
+@pytest.mark.django_db
+def test_a_pool_is_created_in_the_admin_through_the_service(client, alice, sh_programme, sh_pool):
+    client.force_login(alice)
+    url = reverse("admin:grants_fundingpool_add")
+    data = pool_form(
+        sh_pool,
+        programme=sh_programme.pk,
+        code="MDL",
+        cap="400000000.01",  # the other pool has 600M of the programme's 1,000M
+        **{
+            "allotments-TOTAL_FORMS": "1",
+            "allotments-0-fiscal_year": "2025",
+            "allotments-0-amount": "1000000",
+        },
+    )
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert "more than the programme total" in str(response.context["adminform"].form.errors["cap"])
+    data["allotments-0-fiscal_year"] = "2040"
+    data["cap"] = "400000000"
+    response = client.post(url, data)
+    assert "outside the programme's years" in " ".join(
+        response.context["inline_admin_formsets"][0].formset.non_form_errors()
+    )
+    assert FundingPool.objects.count() == 1
+    data["allotments-0-fiscal_year"] = "2025"
+    assert client.post(url, data).status_code == 302
+    pool = FundingPool.objects.get(code="MDL")
+    assert pool.cap == Decimal("400000000")
+    assert list(pool.allotments.values_list("fiscal_year", "amount")) == [(2025, Decimal("1000000"))]
+    assert AuditEvent.objects.filter(action="pool.create", object_id=str(pool.pk)).exists()
+    assert AuditEvent.objects.filter(action="allotment.set").count() == 1

@@ -29,6 +29,19 @@ def test_token_lifecycle_with_basic_auth_then_bearer(db, carol, carols_startup):
     assert refused.status_code == 401 and refused.json()["code"] == "authentication_failed"
 
 
+def test_a_retried_token_creation_makes_one_token_and_stores_no_key(api, carol):
+    from grants.models import IdempotencyRecord
+
+    first = api(carol).post("/api/v1/tokens/", {"name": "erp"}, format="json", HTTP_IDEMPOTENCY_KEY="t-1")
+    again = api(carol).post("/api/v1/tokens/", {"name": "erp"}, format="json", HTTP_IDEMPOTENCY_KEY="t-1")
+    assert first.status_code == again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    key = first.json()["key"]
+    # Only the key's hash is kept anywhere: not in the stored response either, so a replay shows the token without it.
+    assert again.json() == {name: value for name, value in first.json().items() if name != "key"}
+    assert key not in str(IdempotencyRecord.objects.get(key="t-1").response_body)
+    assert ApiToken.objects.filter(user=carol).count() == 1
+
+
 def test_wrong_token_is_401(db):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Bearer gm_nope_nope")

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 
 from grants import services
-from grants.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotPermitted
+from grants.errors import BudgetExceeded, InstitutionDebarred, InvalidInput, InvalidTransition, NotPermitted
 from grants.models import Application, Award, FundingPool, LedgerEntry, Programme, Tranche
-from grants.services.approval import InstitutionDebarred, ReviewsMissing
+from grants.services.approval import ReviewsMissing
 from grants.services.budget import IdempotencyConflict
 from tests import factories as f
 from tests.grants.invariants import assert_invariants, audit_actions, refused

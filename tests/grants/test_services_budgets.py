@@ -3,9 +3,18 @@ below what is committed; and institutions with valid credit codes."""
 
 from decimal import Decimal
 
+import pytest
+
 from grants import services
 from grants.errors import InvalidInput, NotPermitted
 from grants.models import FiscalYearAllotment, FundingPool, InstitutionMember
+from grants.services.pools import (
+    budget_problems,
+    change_pool,
+    change_pool_budget,
+    create_pool,
+    lock_budget,
+)
 from tests import factories as f
 from tests.grants.invariants import assert_invariants, audit_actions, refused
 
@@ -109,3 +118,87 @@ def test_only_a_managing_member_adds_members(carols_startup, carol, alice, dave)
     services.update_institution(institution=carols_startup, actor=dave, name_en="Carol AI Lab Ltd")
     carols_startup.refresh_from_db()
     assert carols_startup.name_en == "Carol AI Lab Ltd"
+
+
+# --- A pool's budget: one change, one set of locks, one pure check ----------------------------------------------
+
+
+def test_a_cap_and_its_allotments_shrink_together_in_one_change(sh_pool, alice):
+    services.set_allotment(pool=sh_pool, actor=alice, fiscal_year=2025, amount=D("400000000"))
+    # Lowering the cap alone first would be refused (below the allotment); as one change it is consistent.
+    change_pool_budget(pool=sh_pool, actor=alice, cap=D("100000000"), allotments={2025: D("90000000")})
+    sh_pool.refresh_from_db()
+    assert sh_pool.cap == D("100000000.00")
+    assert list(sh_pool.allotments.values_list("fiscal_year", "amount")) == [(2025, D("90000000.00"))]
+    assert audit_actions(sh_pool) == ["pool.set_cap"]
+    assert_invariants()
+
+
+def test_a_cap_and_its_allotments_grow_together_in_one_change(sh_pool, alice):
+    change_pool_budget(
+        pool=sh_pool, actor=alice, cap=D("700000000"), allotments={2025: D("650000000"), 2026: D("50000000")}
+    )
+    sh_pool.refresh_from_db()
+    assert sh_pool.cap == D("700000000.00")
+    assert sh_pool.allotments.count() == 2
+
+
+def test_a_budget_change_refused_anywhere_changes_nothing(sh_pool, alice, carols_startup, carol, rita):
+    f.award(sh_pool, carols_startup, carol, alice, rita, requested="2000000")  # all in 2025
+    with refused(InvalidInput) as info:
+        change_pool_budget(
+            pool=sh_pool,
+            actor=alice,
+            cap=D("1000000000.01"),
+            allotments={2025: D("1999999.99"), 2040: D("1")},
+        )
+    assert "more than the programme total" in " ".join(info.value.fields["cap"])
+    problems = " ".join(info.value.fields["allotments"])
+    assert "fiscal year 2025" in problems and "already committed" in problems
+    assert "fiscal year 2040" in problems and "outside the programme's years" in problems
+
+
+def test_the_budget_check_is_pure_and_agrees_with_the_service(sh_pool, alice, django_assert_num_queries):
+    budget = lock_budget(programme_id=sh_pool.programme_id, pool_id=sh_pool.pk, years=[2025])
+    with django_assert_num_queries(0):
+        problems = budget_problems(budget, cap=D("1000"), allotments={2025: D("2000")})
+        fine = budget_problems(budget, cap=D("3000"), allotments={2025: D("2000")})
+    assert not fine and not fine.cap and not fine.allotments
+    assert problems.cap == [] and problems.allotments == [
+        "The allotments would sum to 2,000.00, more than the pool cap 1,000.00."
+    ]
+    with refused(InvalidInput) as info:
+        change_pool_budget(pool=sh_pool, actor=alice, cap=D("1000"), allotments={2025: D("2000")})
+    assert info.value.fields == {"allotments": problems.allotments}
+
+
+def test_a_pool_is_created_by_the_service_within_the_programme_total(sh_programme, sh_pool, alice, bob):
+    def new_pool(cap: str) -> FundingPool:
+        return FundingPool(
+            programme=sh_programme, code="MDL", name_en="Models", category="models", cap=D(cap)
+        )
+
+    with refused(InvalidInput) as info:
+        create_pool(pool=new_pool("400000000.01"), actor=alice)  # the other pool has 600M of the 1,000M
+    assert "more than the programme total" in info.value.fields["cap"][0]
+    with refused(InvalidInput):
+        create_pool(pool=new_pool("1000000"), actor=alice, allotments={2025: D("1000000.01")})
+    with refused(NotPermitted):
+        create_pool(pool=new_pool("1000000"), actor=bob)
+    pool = create_pool(pool=new_pool("400000000"), actor=alice, allotments={2025: D("100000000")})
+    assert (pool.committed, pool.disbursed) == (D("0"), D("0"))
+    assert audit_actions(pool) == ["pool.create"]
+    (allotment,) = pool.allotments.all()
+    assert audit_actions(allotment) == ["allotment.set"]
+    assert_invariants()
+
+
+def test_a_pools_rules_change_through_the_service_never_its_counters(sh_pool, alice, bob):
+    sh_pool.max_per_award = D("5000000")
+    with pytest.raises(ValueError):
+        change_pool(pool=sh_pool, actor=alice, fields=["max_per_award", "committed"])
+    with refused(NotPermitted):
+        change_pool(pool=sh_pool, actor=bob, fields=["max_per_award"])
+    change_pool(pool=sh_pool, actor=alice, fields=["max_per_award"])
+    assert FundingPool.objects.get(pk=sh_pool.pk).max_per_award == D("5000000.00")
+    assert audit_actions(sh_pool) == ["pool.change"]

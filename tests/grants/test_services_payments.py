@@ -11,10 +11,15 @@ import pytest
 from django.utils import timezone
 
 from grants import services
-from grants.errors import DuplicatePaymentReference, InvalidInput, InvalidTransition, NotPermitted
+from grants.errors import (
+    DuplicatePaymentReference,
+    InstitutionDebarred,
+    InvalidInput,
+    InvalidTransition,
+    NotPermitted,
+)
 from grants.models import Award, LedgerEntry, MilestoneReport, Recovery, Tranche
 from grants.roles import Role
-from grants.services.approval import InstitutionDebarred
 from grants.services.budget import IdempotencyConflict
 from tests import factories as f
 from tests.grants.invariants import assert_invariants, audit_actions, refused

@@ -28,7 +28,7 @@ from grants.api import reports
 from grants.models import ExportJob
 from grants.services import exports
 from tests import factories as f
-from tests.jobs.test_real_worker import Worker, purge, wait_for
+from tests.jobs.test_real_worker import SLOW_APP, Worker, purge, wait_for
 
 Status = ExportJob.Status
 
@@ -287,7 +287,7 @@ def running(pk: int, attempt: int) -> bool:
 @pytest.mark.redis
 def test_a_live_long_export_is_never_taken_over(export_worker, many_tranches, tmp_path):
     # 12 rows at 0.5 s: a run six times longer than its lease, with a sweep every second beside it.
-    w = export_worker().start(JOBS_TEST_EXPORT_ROW_DELAY="0.5")
+    w = export_worker().start(SLOW_APP, SLOW_EXPORT_ROW_SECONDS="0.5")
     job = exports.request_export(user=many_tranches, report="tranches", format="csv")
     wait_for(lambda: ExportJob.objects.get(pk=job.pk).status == Status.DONE, 90, "the export")
     job.refresh_from_db()
@@ -303,7 +303,7 @@ def test_a_live_long_export_is_never_taken_over(export_worker, many_tranches, tm
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_an_export_whose_worker_is_killed_is_retried_promptly(export_worker, many_tranches, tmp_path):
-    w = export_worker().start(JOBS_TEST_EXPORT_ROW_DELAY="0.5")
+    w = export_worker().start(SLOW_APP, SLOW_EXPORT_ROW_SECONDS="0.5")
     job = exports.request_export(user=many_tranches, report="tranches", format="csv")
     wait_for(lambda: running(job.pk, 1), 30, "the export to start")
     time.sleep(2)  # inside the export, rows written
@@ -311,7 +311,7 @@ def test_an_export_whose_worker_is_killed_is_retried_promptly(export_worker, man
     killed_at = time.monotonic()
     assert running(job.pk, 1) and files(tmp_path) == []
 
-    w.start(JOBS_TEST_EXPORT_ROW_DELAY="0")  # the sweep of the new worker finds the job nobody holds
+    w.start()  # the sweep of the new worker finds the job nobody holds
     wait_for(lambda: ExportJob.objects.get(pk=job.pk).status == Status.DONE, 90, "the retried export")
     delay = time.monotonic() - killed_at
     print(f"\nexport retried after SIGKILL: done {delay:.1f}s after the kill (lease 2 s, sweep every 1 s)")
@@ -327,10 +327,10 @@ def test_an_export_killed_on_every_attempt_fails_after_the_last_with_the_reason(
     w = export_worker(JOBS_EXPORT_MAX_ATTEMPTS="2")
     job = exports.request_export(user=many_tranches, report="tranches", format="xlsx")
     for attempt in (1, 2):
-        w.start(JOBS_TEST_EXPORT_ROW_DELAY="1")
+        w.start(SLOW_APP, SLOW_EXPORT_ROW_SECONDS="1")
         wait_for(functools.partial(running, job.pk, attempt), 60, f"attempt {attempt}")
         w.kill(signal.SIGKILL)
-    w.start(JOBS_TEST_EXPORT_ROW_DELAY="0")
+    w.start()
     wait_for(lambda: ExportJob.objects.get(pk=job.pk).status == Status.FAILED, 60, "the export to fail")
     job.refresh_from_db()
     assert job.attempts == 2 and job.error == "The export was interrupted 2 times; please request it again."

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_REDIS_PORT = 6390
+# The production app with slow paths patched in by the test suite only (tests/jobs/slow_worker.py).
+SLOW_APP = "tests.jobs.slow_worker"
 
 
 def database_url() -> str:
@@ -65,14 +67,15 @@ def purge(redis_url: str) -> None:
 
 
 class Worker:
-    """`celery -A config worker --beat` in its own process group, logging to a file."""
+    """`celery -A config worker --beat` in its own process group, logging to a file. `start(app=SLOW_APP, ...)`
+    runs the fault tests' slow app instead."""
 
     def __init__(self, tmp: Path, redis_url: str, **env: str) -> None:
         self.tmp, self.redis_url, self.extra = tmp, redis_url, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
 
-    def start(self, **env: str) -> "Worker":
+    def start(self, app: str = "config", **env: str) -> "Worker":
         self.log = self.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         environ = {
             **os.environ,
@@ -93,7 +96,7 @@ class Worker:
         }
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--loglevel", "INFO",
+                [str(ROOT / ".venv/bin/celery"), "-A", app, "worker", "--beat", "--loglevel", "INFO",
                  "--concurrency", "2", "--schedule", str(self.tmp / f"beat-{uuid.uuid4().hex[:6]}"),
                  "--hostname", f"jobs-test-{uuid.uuid4().hex[:6]}@%h"],
                 cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -185,7 +188,7 @@ def test_an_approval_leads_to_a_snapshot_one_alert_and_one_signed_webhook(worker
 def test_a_worker_killed_mid_job_has_its_job_redelivered_with_one_effect(worker, personas):
     pool = personas["pool"]
     # No sweep during the test: only the redelivered message can finish the job.
-    w = worker(JOBS_SWEEP_TRACKING_SECONDS="3600").start(JOBS_TEST_TRACKING_DELAY="10")
+    w = worker(JOBS_SWEEP_TRACKING_SECONDS="3600").start(SLOW_APP, SLOW_TRACKING_SECONDS="10")
     approve(personas, "8500000")
     task_id = wait_for(
         lambda: next(
@@ -200,7 +203,7 @@ def test_a_worker_killed_mid_job_has_its_job_redelivered_with_one_effect(worker,
     killed_at = time.monotonic()
     assert not UsageSnapshot.objects.filter(pool=pool).exists()
 
-    w.start(JOBS_TEST_TRACKING_DELAY="0")  # a new process: it restores the unacknowledged message
+    w.start()  # a new process, not slowed: it restores the unacknowledged message
     wait_for(lambda: UsageSnapshot.objects.filter(pool=pool).exists(), 90, "the redelivered job")
     delay = time.monotonic() - killed_at
     print(f"\nredelivery after SIGKILL: job done {delay:.1f}s after the kill (visibility timeout "
@@ -323,7 +326,7 @@ def test_the_same_job_delivered_twice_at_once_has_one_effect(worker, personas, m
     pool = personas["pool"]
     monkeypatch.setattr(tasks, "money_moved", lambda pool_id, entry_ids: None)  # queue nothing by itself
     approve(personas, "9600000")
-    w = worker(JOBS_SWEEP_TRACKING_SECONDS="3600").start(JOBS_TEST_TRACKING_DELAY="2")
+    w = worker(JOBS_SWEEP_TRACKING_SECONDS="3600").start(SLOW_APP, SLOW_TRACKING_SECONDS="2")
     task_id = str(uuid.uuid4())
     for _ in range(2):
         tasks.track_pool.apply_async((pool.pk,), task_id=task_id)

@@ -1,9 +1,11 @@
 """Budget tracking (§5.1), run in-process: snapshots, drift, alerts once per crossing, forecast, pipeline."""
 
+import threading
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.db.models import F
 
 from grants import services
@@ -194,43 +196,100 @@ def test_new_alerts_are_mailed_to_the_pools_officers_after_commit(
     assert len(mailoutbox) == 1
 
 
-def test_a_run_that_lost_the_race_writes_nothing(
-    small_pool, carols_startup, carol, alice, rita, settings, monkeypatch
-):
-    """Two runs read the same state; the one that claims second (its tracked_at is stale) backs off."""
+def in_another_connection(job):
+    """Run `job` in a thread of its own, with its own database connection, and return its result."""
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(job())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the other run hung"
+    return result[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_lost_the_race_writes_nothing(small_pool, carols_startup, carol, alice, rita, monkeypatch):
+    """Two runs at once: the second finds the pool held by the first (its claim skips the locked row) and writes
+    nothing; the first writes one snapshot and one alert."""
     f.award(small_pool, carols_startup, carol, alice, rita, requested="5500000")
-    settings.JOBS_TEST_TRACKING_DELAY = 0.01
     inner: list[tracking.Tracked] = []
+    measure = tracking.measure
 
-    def other_run_meanwhile(seconds: float) -> None:
+    def other_run_meanwhile(pools):
         if not inner:
-            settings.JOBS_TEST_TRACKING_DELAY = 0
-            inner.append(tracking.track_pool(pool_id=small_pool.pk))
+            inner.append(in_another_connection(lambda: tracking.track_pool(pool_id=small_pool.pk)))
+        return measure(pools)
 
-    monkeypatch.setattr(tracking.time, "sleep", other_run_meanwhile)
+    monkeypatch.setattr(tracking, "measure", other_run_meanwhile)
     outer = tracking.track_pool(pool_id=small_pool.pk)
 
-    assert inner[0].ran and not outer.ran
+    assert outer.ran and not inner[0].ran
     assert UsageSnapshot.objects.filter(pool=small_pool).count() == 1
     assert BudgetAlert.objects.filter(pool=small_pool).count() == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_money_moved_during_a_run_keeps_the_pool_due(
-    small_pool, carols_startup, carol, alice, rita, settings, monkeypatch
+    small_pool, carols_startup, carol, alice, rita, monkeypatch
 ):
+    """An approval that comes while a run holds the pool waits for it, then leaves the pool due: the run tracked
+    the money before it, the next run tracks the approval."""
     f.award(small_pool, carols_startup, carol, alice, rita, requested="1000000")
-    settings.JOBS_TEST_TRACKING_DELAY = 0.01
-    monkeypatch.setattr(
-        tracking.time,
-        "sleep",
-        lambda s: f.award(small_pool, carols_startup, carol, alice, rita, requested="2000000"),
+    second = f.reviewed(
+        f.application(small_pool, carols_startup, carol, requested="2000000", cost="8000000"),
+        carol,
+        alice,
+        rita,
     )
+
+    failed: list[BaseException] = []
+
+    def approve() -> None:
+        try:
+            services.approve_application(application=second, actor=alice)
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            connection.close()
+
+    approval = threading.Thread(target=approve, daemon=True)
+    measure = tracking.measure
+
+    def approval_meanwhile(pools):
+        approval.start()
+        waiting_for_the_pool = False
+        for _ in range(240):
+            with connection.cursor() as cursor:
+                # Inside a transaction the activity view is a snapshot: cleared, it shows who waits on us now.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+                )
+                if cursor.fetchone()[0]:
+                    waiting_for_the_pool = True
+                    break
+            approval.join(0.25)
+        assert waiting_for_the_pool, f"the approval did not wait for the run: {failed}"
+        return measure(pools)
+
+    monkeypatch.setattr(tracking, "measure", approval_meanwhile)
     result = tracking.track_pool(pool_id=small_pool.pk)
+    approval.join(60)
+    assert not approval.is_alive()
+
     assert result.ran and result.ledger_committed == Decimal("1000000")
     pool = FundingPool.objects.get(pk=small_pool.pk)
+    assert pool.committed == Decimal("3000000")
     assert pool.tracking_due_at is not None  # the second approval is tracked by the next run
     monkeypatch.undo()
-    settings.JOBS_TEST_TRACKING_DELAY = 0
     assert tracking.track_pool(pool_id=small_pool.pk).ledger_committed == Decimal("3000000")
 
 

@@ -12,19 +12,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from grants import services
+from grants import services, workflow
 from grants.errors import DomainError, Ineligible
 from grants.models import Application, Attachment, FundingPool, InstitutionType, MilestoneReport, Tranche
 from grants.portal import selectors
 from grants.portal.forms import ApplicationForm, AttachmentForm, MilestoneReportForm
 from grants.portal.views.common import add_domain_error, current_user
 from grants.services import attachments as attachment_service
-from grants.services.applications import rate_for
+from grants.services.levels import rate_for
 
 S = Application.Status
-EDITABLE = (S.DRAFT, S.RETURNED)
-WITHDRAWABLE = (S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW)
-OPEN_TRANCHE = (Tranche.Status.PLANNED, Tranche.Status.PAYABLE, Tranche.Status.WITHHELD)
 # The rows of the application summary, in order; eligibility failures are shown next to the row they concern.
 SUMMARY_ROWS = (
     "pool",
@@ -116,7 +113,7 @@ def _detail_context(
             pending = [
                 r for r in tranche.milestone_reports.all() if r.status != MilestoneReport.Status.REJECTED
             ]
-            due = tranche.requires_milestone and tranche.status in OPEN_TRANCHE and not pending
+            due = tranche.requires_milestone and tranche.status in workflow.OPEN_TRANCHE and not pending
             tranche.report_due = due  # type: ignore[attr-defined]
             if bound_report is not None and bound_report[0] == tranche.pk:
                 tranche.report_form = bound_report[1]  # type: ignore[attr-defined]
@@ -130,10 +127,11 @@ def _detail_context(
         "rate": rate,
         "attachments": application.attachments.all(),
         "attachment_form": AttachmentForm(),
-        "editable": application.status in EDITABLE,
+        # The buttons, shown exactly when the service would take the step (grants.workflow).
+        "editable": workflow.editable(request.user, application),
         "deletable": application.status == S.DRAFT and not application.reference,
-        "submittable": application.status == S.DRAFT,
-        "withdrawable": application.status in WITHDRAWABLE,
+        "submittable": workflow.allowed(request.user, application, S.SUBMITTED),
+        "withdrawable": workflow.allowed(request.user, application, S.WITHDRAWN),
         "timeline": selectors.timeline(application),
         "award": award,
         "tranches": tranches,
@@ -152,7 +150,7 @@ def application_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def application_edit(request: HttpRequest, pk: int) -> HttpResponse:
     application = selectors.application_for(request.user, pk)
-    if application.status not in EDITABLE:
+    if not workflow.editable(request.user, application):
         messages.error(request, _("Only a draft or an application returned for changes can be edited."))
         return redirect("portal:application", pk=pk)
     initial = {name: getattr(application, name) for name in services.applications.EDITABLE_FIELDS}
