@@ -39,7 +39,11 @@ from contextlib import suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+# The end-to-end run beside this file starts the same processes the same way (this folder is on sys.path when a
+# script in it runs).
+from e2e import free_port, procfile, with_path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -57,26 +61,6 @@ def report(ok: bool, what: str) -> None:
     print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
     if not ok:
         raise Failed(what)
-
-
-def procfile() -> dict[str, str]:
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, command = line.partition(":")
-            commands[name.strip()] = command.strip()
-    return commands
-
-
-def with_path(url: str, path: str, query: str = "") -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
