@@ -11,7 +11,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from grants import audit, workflow
+from grants import audit, selectors, workflow
 from grants.errors import DuplicatePaymentReference, InstitutionDebarred, InvalidInput
 from grants.models import Award, LedgerEntry, MilestoneReport, Recovery, Tranche
 from grants.money import ZERO, to_money
@@ -410,15 +410,8 @@ def record_recovery_receipt(
                 fields={"amount": [_("Too much.")]},
             )
         # Net paid per fiscal year for this award, from the ledger: what each year can give back.
-        rows = (
-            LedgerEntry.objects.filter(award=award, kind__in=[Kind.DISBURSE, Kind.RECOVER])
-            .values("fiscal_year", "kind")
-            .annotate(total=Sum("amount"))
-        )
-        net: dict[int, Decimal] = {}
-        for row in rows:
-            sign = 1 if row["kind"] == Kind.DISBURSE else -1
-            net[row["fiscal_year"]] = net.get(row["fiscal_year"], ZERO) + sign * row["total"]
+        totals = selectors.ledger_totals(LedgerEntry.objects.filter(award=award), by=("fiscal_year",))
+        net = {year: t.disbursed for (year,), t in totals.items()}
         movements: list[Movement] = []
         left = amount
         for year in sorted(net, reverse=True):
