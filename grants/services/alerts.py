@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from grants import audit
 from grants.models import BudgetAlert
-from grants.roles import Role, has_role, in_city, require
+from grants.roles import Role, require
 
 
 def acknowledge_alert(*, alert: BudgetAlert, actor: User) -> BudgetAlert:
@@ -19,8 +19,7 @@ def acknowledge_alert(*, alert: BudgetAlert, actor: User) -> BudgetAlert:
             .get(pk=alert.pk)
         )
         city_id = alert.pool.programme.city_id
-        if not (has_role(actor, Role.FINANCE_OFFICER) and in_city(actor, city_id)):
-            require(actor, Role.PROGRAMME_OFFICER, city_id)
+        require(actor, (Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER), city_id)
         if alert.acknowledged_at is None:
             alert.acknowledged_by = actor
             alert.acknowledged_at = timezone.now()
