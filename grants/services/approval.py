@@ -17,7 +17,7 @@ from grants.money import ZERO, split_largest_remainder, to_money
 from grants.roles import Role, require
 from grants.services.budget import IdempotencyConflict, Kind, Movement, commit_last, lock_pool, post, replayed
 from grants.services.levels import cost_share_limit, levels, levels_now, refuse_first
-from grants.workflow import OPEN_AWARD, check_transition, roles_for
+from grants.workflow import OPEN_AWARD, OPEN_TRANCHE, check_transition, roles_for
 
 S = Application.Status
 
@@ -291,9 +291,7 @@ def amend_award(
         if award.status not in OPEN_AWARD:
             raise InvalidInput(_("Only an active or suspended award can be amended."))
         open_tranches = list(
-            award.tranches.select_for_update()
-            .filter(status__in=[Tranche.Status.PLANNED, Tranche.Status.PAYABLE, Tranche.Status.WITHHELD])
-            .order_by("sequence")
+            award.tranches.select_for_update().filter(status__in=OPEN_TRANCHE).order_by("sequence")
         )
         new_unpaid = amount - award.paid
         if new_unpaid < 0:
