@@ -18,12 +18,11 @@ requests cannot slip past a counter before the first of them fails: only one att
 once it is past its free attempts. A refused attempt is not counted, so waiting as told is always enough. Usernames
 and addresses are hashed, and a made-up username is counted exactly like a real one, so nothing here says whether
 an account exists. When the cache is unreachable the policy goes on in this process's memory and tries the cache
-again every CACHE_RETRY_SECONDS: logging in never fails because Redis is down.
+again a few seconds later (grants/outage.py): logging in never fails because Redis is down.
 """
 
 import contextlib
 import hashlib
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,14 +39,12 @@ from django.utils.translation import ngettext
 from redis.exceptions import RedisError
 
 from grants.client_ip import client_address
-
-logger = logging.getLogger(__name__)
+from grants.outage import Outage
 
 LOGIN = "login"
 PASSWORD_RESET = "password_reset"  # noqa: S105  (a counter's name, not a password)
 # An address the account logged in from within this time is one of its known addresses.
 KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600
-CACHE_RETRY_SECONDS = 30
 # Where the refusal of an attempt is left on the request for the form or the API to tell the person.
 REFUSAL_ATTRIBUTE = "login_policy_refusal"
 
@@ -78,34 +75,23 @@ class Attempt:
 
 
 class _Store:
-    """The shared cache, or this process's memory for CACHE_RETRY_SECONDS after the shared cache failed.
+    """The shared cache, or this process's memory while the shared cache is down (grants/outage.py).
 
     Each process counting on its own while Redis is down still holds a guesser back, only less tightly (by the
     number of web processes); refusing every log-in instead would turn a cache outage into a full outage."""
 
     def __init__(self) -> None:
         self.local = LocMemCache("login-policy-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
-        self.shared_again_at = 0.0
-        self.down = False
+        self.outage = Outage("cache", "log-in attempts are counted in this process's memory")
 
     def call(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        if time.monotonic() >= self.shared_again_at:
+        if self.outage.usable():
             try:
                 result = getattr(cache, operation)(*args, **kwargs)
             except (RedisError, OSError) as exc:
-                self.shared_again_at = time.monotonic() + CACHE_RETRY_SECONDS
-                if not self.down:
-                    self.down = True
-                    logger.warning(
-                        "Login policy: the cache is unreachable (%s); counting in this process's memory and "
-                        "retrying every %d s.",
-                        type(exc).__name__,
-                        CACHE_RETRY_SECONDS,
-                    )
+                self.outage.failed(exc)
             else:
-                if self.down:
-                    self.down = False
-                    logger.warning("Login policy: the cache is reachable again.")
+                self.outage.answered()
                 return result
         return getattr(self.local, operation)(*args, **kwargs)
 

@@ -18,6 +18,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from grants.outage import Outage
 from grants.services import after_commit, exports, outbox, tracking, webhooks, windows
 from grants.services.payments import release_due_tranches
 
@@ -129,39 +130,25 @@ def kick_outbox() -> None:
 
 
 # --- Hooks called after commits -----------------------------------------------------------------------------
-# After a failed attempt, requests leave the broker alone for this long: the work is in the database (outbox,
-# tracking_due_at) and beat catches up, and an outage must not add the broker's timeouts to every request. The
-# outage is logged once when it starts and once when it ends, not once per request.
-BROKER_RETRY_AFTER_SECONDS = 5.0
-_broker_down_since: float | None = None
-_broker_retry_at = 0.0
+# After a failed attempt, requests leave the broker alone for a few seconds (grants/outage.py): the work is in the
+# database (outbox, tracking_due_at) and beat catches up, and an outage must not add the broker's timeouts to every
+# request.
+broker = Outage("broker", "money-moved notices stay in the outbox and beat's drain and sweep will catch up")
 
 
 def money_moved(pool_id: int, entry_ids: list[int]) -> None:
     """Called after a transaction that moved money in a pool commits (never inside it): a prompt kick, so the
     notice the transaction left in the outbox goes out within seconds and the pool is tracked. Never raises: the
     request that moved the money has succeeded, and if the broker is down beat's drain and sweep catch up."""
-    global _broker_down_since, _broker_retry_at
-    if time.monotonic() < _broker_retry_at:
+    if not broker.usable():
         return
     try:
         kick_tracking(pool_id)
         kick_outbox()
     except Exception as exc:
-        _broker_retry_at = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
-        if _broker_down_since is None:
-            _broker_down_since = time.monotonic()
-            logger.warning(
-                "broker unreachable: money-moved notices stay in the outbox and the sweep will catch up "
-                "(pool %s; not retried for %ss): %s",
-                pool_id,
-                BROKER_RETRY_AFTER_SECONDS,
-                exc,
-            )
+        broker.failed(exc)
         return
-    if _broker_down_since is not None:
-        logger.warning("broker reachable again after %.0fs", time.monotonic() - _broker_down_since)
-        _broker_down_since = None
+    broker.answered()
 
 
 def _queue_deliveries(delivery_ids: list[int]) -> None:

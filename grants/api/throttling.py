@@ -8,10 +8,9 @@ up to twice its rate across the boundary of two windows.
 
 When the cache fails (Redis stopped, unreachable), the request goes on: the counter is kept in this process
 instead (the same rate per process, so at most the rate times the number of processes in all) and the cache is
-tried again after CACHE_RETRY_SECONDS; the outage is logged once when it starts and once when it ends.
+tried again later; the outage is logged once when it starts and once when it ends (grants/outage.py).
 """
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +20,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework import throttling
 
-logger = logging.getLogger(__name__)
+from grants.outage import Outage
 
-# A failed cache is left alone this long: one failure, not one per request, pays the connection timeout.
-CACHE_RETRY_SECONDS = 5.0
 # The per-process counters kept during an outage are dropped once expired; past this many they are swept.
 LOCAL_SWEEP_SIZE = 10_000
 
@@ -48,37 +45,8 @@ class _Counters:
             return count + 1
 
 
-class _CacheHealth:
-    """Whether the shared cache is being used or skipped, with the outage logged once."""
-
-    def __init__(self) -> None:
-        self.retry_at = 0.0
-        self.down_since: float | None = None
-
-    def usable(self) -> bool:
-        return time.monotonic() >= self.retry_at
-
-    def failed(self, exc: Exception) -> None:
-        self.retry_at = time.monotonic() + CACHE_RETRY_SECONDS
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            logger.warning(
-                "cache unreachable: API rate limits are counted per process until it answers again: %s: %s",
-                type(exc).__name__,
-                exc,
-            )
-
-    def answered(self) -> None:
-        if self.down_since is not None:
-            logger.warning(
-                "cache reachable again after %.0fs: API rate limits are shared again",
-                time.monotonic() - self.down_since,
-            )
-            self.down_since = None
-
-
 local_counters = _Counters()
-cache_health = _CacheHealth()
+cache_health = Outage("cache", "API rate limits are counted per process")
 
 
 def _incr_in_cache(key: str, ttl: int) -> int:

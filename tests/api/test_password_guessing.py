@@ -355,7 +355,6 @@ def test_log_ins_go_on_when_the_cache_is_down_and_the_outage_is_logged_once(
     assert ask_token(basic("carol", RIGHT, address="198.51.100.1")).status_code == 201
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
     redis_cache.start()
-    monkeypatch.setattr(login_policy, "CACHE_RETRY_SECONDS", 0)
-    login_policy.store.shared_again_at = 0
+    login_policy.store.outage.retry_at = 0  # the retry time has come
     assert ask_token(basic("carol", "wrong", address="198.51.100.2")).status_code == 401
     assert any("reachable again" in r.getMessage() for r in caplog.records)

@@ -9,6 +9,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from grants.api import throttling
+from grants.outage import Outage
 
 DEAD_CACHE = {
     "default": {
@@ -23,7 +24,9 @@ DEAD_CACHE = {
 def three_a_minute(monkeypatch):
     """alice may send three requests a minute; the memory of a cache outage starts empty."""
     monkeypatch.setitem(throttling.UserRateThrottle.THROTTLE_RATES, "user", "3/minute")
-    monkeypatch.setattr(throttling, "cache_health", throttling._CacheHealth())
+    monkeypatch.setattr(
+        throttling, "cache_health", Outage("cache", "API rate limits are counted per process")
+    )
     monkeypatch.setattr(throttling, "local_counters", throttling._Counters())
     # Far from the end of a window, so the four requests of a test fall in one.
     if time.time() % 60 > 55:

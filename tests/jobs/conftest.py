@@ -14,14 +14,14 @@ import pytest
 
 from config.celery import app as celery_app
 from grants import tasks
+from grants.outage import Outage
 from grants.services import webhooks
 
 
 @pytest.fixture(autouse=True)
 def _broker_not_known_down(monkeypatch) -> None:
     """Each test starts with the web process's memory of a broker outage empty (grants.tasks.money_moved)."""
-    monkeypatch.setattr(tasks, "_broker_retry_at", 0.0)
-    monkeypatch.setattr(tasks, "_broker_down_since", None)
+    monkeypatch.setattr(tasks, "broker", Outage(tasks.broker.service, tasks.broker.fallback))
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_notices_of_a_broker_outage_are_delivered_by_the_next_drain(
         award = f.award(small_pool, carols_startup, carol, alice, rita, requested="2000000")
     assert not receiver.requests and not UsageSnapshot.objects.exists()  # the request succeeded, nothing sent
     monkeypatch.undo()
-    monkeypatch.setattr(tasks, "_broker_retry_at", 0.0)
+    monkeypatch.setattr(tasks.broker, "retry_at", 0.0)
 
     assert tasks.drain_outbox() == {"sent": 1, "pools": 1}  # beat's drain, once the broker is back
     (request,) = receiver.requests

@@ -83,7 +83,7 @@ def test_money_moved_never_raises_when_the_broker_is_down_and_leaves_it_alone_fo
     assert tasks.claim_tracking(sh_pool.pk)
     tasks.release_tracking(sh_pool.pk)
 
-    monkeypatch.setattr(tasks, "_broker_retry_at", 0.0)  # the retry time has come
+    monkeypatch.setattr(tasks.broker, "retry_at", 0.0)  # the retry time has come
     monkeypatch.setattr(tasks.track_pool, "apply_async", lambda *a, **kw: attempts.append(a))
     monkeypatch.setattr(tasks.drain_outbox, "apply_async", lambda *a, **kw: None)
     tasks.money_moved(sh_pool.pk, [11])
