@@ -10,9 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MEDIA_ROOT=/var/lib/grants/media \
     CELERY_DATA_DIR=/var/lib/grants/celery
 
-# msgfmt compiles the Chinese translations below.
+# msgfmt compiles the Chinese translations below; the award agreement PDFs embed WenQuanYi Micro Hei (AGREEMENT_FONT).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gettext \
+    && apt-get install -y --no-install-recommends gettext fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app

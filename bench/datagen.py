@@ -12,6 +12,11 @@ Generation is split in stages by award id so the same database can be measured a
 with one submitted review each, ready to be approved through the API:
 - the hot pool (id 1): plenty of room, for the throughput runs;
 - the race pool (id 2): no allotments and a cap that fits exactly RACE_FITS more approvals, for the over-commit race.
+Those reviews are declared free of conflict of interest, as a reviewer must before scoring; every application is
+titled with an md5 of its id, so no two of one institution are alike and the duplicate-funding scan that approval
+runs (grants/services/duplicates.py) finds nothing to be acknowledged; the pools have no maker-checker thresholds,
+so one officer approves alone. The generated awards have no agreement (as awards made before agreements existed:
+grants/services/agreements.py `agreement_accepted`); those approved through the API get theirs from approval.
 
 Nothing here goes through the service layer on purpose: the point is a database at scale in seconds. What the
 service layer guarantees (counters equal ledger sums, caps held) is checked on the result by `check_consistency`.
@@ -74,9 +79,11 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
     cur.execute(
         """
         INSERT INTO grants_programme (id, name_en, name_zh, code, total_budget, committed, first_fiscal_year,
-            last_fiscal_year, opens_at, closes_at, status, policy_title, policy_url, city_id)
+            last_fiscal_year, opens_at, closes_at, status, policy_title, policy_url, city_id, reserved,
+            carry_over_years, unpaid_tranches)
         SELECT p, 'Bench programme ' || p, '基准计划 ' || p, 'PRG' || p, %(cap)s * %(per)s, 0, %(first)s, %(last)s,
-               '2023-01-01T00:00:00+08', '2033-01-01T00:00:00+08', 'open', '', '', (p - 1) %% 4 + 1
+               '2023-01-01T00:00:00+08', '2033-01-01T00:00:00+08', 'open', '', '', (p - 1) %% 4 + 1, 0, 0,
+               'reschedule'
         FROM generate_series(1, %(n)s::int) AS p
         """,
         {
@@ -92,11 +99,11 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
         INSERT INTO grants_fundingpool (id, name_en, name_zh, code, category, cap, committed, disbursed, max_rate,
             rate_by_type, max_per_award, max_per_institution_year, min_duration_years, max_duration_years,
             eligible_types, registration_required, min_reviews, alert_thresholds, opens_at, closes_at,
-            accepting_applications, next_reference_number, tracking_due_at, tracked_at, programme_id)
+            accepting_applications, next_reference_number, tracking_due_at, tracked_at, programme_id, reserved)
         SELECT i, 'Bench pool ' || i, '基准资金池 ' || i, 'P' || i,
                (ARRAY['compute', 'models', 'data', 'research', 'other'])[(i - 1) %% 5 + 1],
                %(cap)s, 0, 0, 0.5000, '{}', 50000000.00, 100000000.00, 1, 5, '[]', false, 1, '[50, 80, 95, 100]',
-               NULL, NULL, true, 1, NULL, NULL, (i - 1) / %(per)s + 1
+               NULL, NULL, true, 1, NULL, NULL, (i - 1) / %(per)s + 1, 0
         FROM generate_series(1, %(n)s::int) AS i
         """,
         {"cap": POOL_CAP, "per": POOLS_PER_PROGRAMME, "n": scale.pools},
@@ -104,8 +111,9 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
     # Allotments sum to the cap: one tenth of it a year. The race pool has none, so its cap is the binding level.
     cur.execute(
         """
-        INSERT INTO grants_fiscalyearallotment (fiscal_year, amount, committed, disbursed, pool_id)
-        SELECT y, %(cap)s / %(years)s, 0, 0, i
+        INSERT INTO grants_fiscalyearallotment (fiscal_year, amount, committed, disbursed, pool_id, reserved,
+            carried_in, carried_out, lapsed)
+        SELECT y, %(cap)s / %(years)s, 0, 0, i, 0, 0, 0, 0
         FROM generate_series(1, %(n)s::int) AS i, generate_series(%(first)s::int, %(last)s::int) AS y
         WHERE i <> %(race)s
         """,
@@ -137,7 +145,7 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
         INSERT INTO grants_application (id, reference, title, summary, eligible_cost, requested_amount,
             duration_years, proposed_start, status, created_at, updated_at, submitted_at, decided_at,
             decision_note, created_by_id, pool_id, institution_id)
-        SELECT %(base)s + k, 'OPEN-' || p.pool || '-' || n, 'Open application ' || n, '', 100000.00, %(ask)s,
+        SELECT %(base)s + k, 'OPEN-' || p.pool || '-' || n, md5('open application ' || k), '', 100000.00, %(ask)s,
                %(dur)s, '2026-07-01', 'under_review', now(), now(), now(), NULL, '', NULL, p.pool, n
         FROM (VALUES (%(hot)s, 0, %(hot_n)s), (%(race)s, %(hot_n)s, %(race_n)s)) AS p (pool, off, cnt),
              LATERAL generate_series(1, p.cnt::int) AS n,
@@ -156,8 +164,10 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
     cur.execute(
         """
         INSERT INTO grants_review (assigned_at, technical_merit, feasibility, impact, recommendation,
-            recommended_amount, comment, submitted_at, application_id, assigned_by_id, reviewer_id)
-        SELECT now(), 4, 4, 4, 'fund', requested_amount, '', now(), id, %(officer)s, %(officer)s
+            recommended_amount, comment, submitted_at, application_id, assigned_by_id, reviewer_id, declaration,
+            declared_at, recusal_reason)
+        SELECT now(), 4, 4, 4, 'fund', requested_amount, '', now(), id, %(officer)s, %(officer)s, 'no_conflict',
+               now(), ''
         FROM grants_application WHERE status = 'under_review'
         """,
         {"officer": officer_id},
@@ -204,7 +214,7 @@ def awards(conn: psycopg.Connection, scale: Scale, *, first: int, last: int, app
         INSERT INTO grants_application (id, reference, title, summary, eligible_cost, requested_amount,
             duration_years, proposed_start, status, created_at, updated_at, submitted_at, decided_at,
             decision_note, created_by_id, pool_id, institution_id)
-        SELECT a, 'B-' || a, 'Bench application ' || a, '', 10000000.00, 5 * 200000.00, %(n)s,
+        SELECT a, 'B-' || a, md5('bench application ' || a), '', 10000000.00, 5 * 200000.00, %(n)s,
                DATE '2023-01-01' + (a %% 900), 'approved', now(), now(), now(), now(), '', NULL,
                (a - 1) %% %(pools)s + 1, (a - 1) %% %(inst)s + 1
         FROM generate_series(%(first)s::int, %(last)s::int) AS a

@@ -370,10 +370,21 @@ MEASURES_SQL = """
     coalesce(sum(t.amount) FILTER (WHERE t.status = 'cancelled'), 0), count(*) FILTER (WHERE t.status = 'cancelled')
 """
 DISBURSEMENT_SQL = {
+    # Grouped by fiscal year the report also shows each year's budget (the allotments' figures), as here.
     "pool,fiscal_year": f"""
-        SELECT a.pool_id, p.code, t.fiscal_year, {MEASURES_SQL}
-        FROM grants_tranche t JOIN grants_award a ON a.id = t.award_id JOIN grants_fundingpool p ON p.id = a.pool_id
-        GROUP BY a.pool_id, p.code, t.fiscal_year ORDER BY 1, 2, 3
+        SELECT g.*, b.allotted, b.carried_in, b.carried_out, b.lapsed, b.committed
+        FROM (
+            SELECT a.pool_id, p.code, t.fiscal_year, {MEASURES_SQL}
+            FROM grants_tranche t JOIN grants_award a ON a.id = t.award_id
+            JOIN grants_fundingpool p ON p.id = a.pool_id
+            GROUP BY a.pool_id, p.code, t.fiscal_year
+        ) AS g
+        LEFT JOIN (
+            SELECT pool_id, fiscal_year, sum(amount) AS allotted, sum(carried_in) AS carried_in,
+                   sum(carried_out) AS carried_out, sum(lapsed) AS lapsed, sum(committed) AS committed
+            FROM grants_fiscalyearallotment GROUP BY pool_id, fiscal_year
+        ) AS b ON b.pool_id = g.pool_id AND b.fiscal_year = g.fiscal_year
+        ORDER BY 1, 2, 3
     """,
     "institution": f"""
         SELECT a.institution_id, i.credit_code, i.name_en, {MEASURES_SQL}

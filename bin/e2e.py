@@ -189,11 +189,41 @@ class WebhookReceiver:
         self.server.server_close()
 
 
+class MailReceiver:
+    """A local SMTP server (aiosmtpd) the web and the worker send their e-mail to, as to a city's relay: records
+    each message it receives (recipients, subject, body)."""
+
+    def __init__(self) -> None:
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        received = self.messages
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                message = message_from_bytes(envelope.original_content, policy=policy.default)
+                received.append(message)
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if address in str(m.get("To", ""))]
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
 class Outage(NamedTuple):
     """What the run needs to stop Redis and see what comes out: its own Redis and a webhook receiver."""
 
     redis: OwnRedis
     receiver: WebhookReceiver
+    mail: MailReceiver
 
 
 def free_port() -> int:
@@ -281,6 +311,12 @@ class Response:
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def declare_path(reviewer: Client, application_id: int) -> str:
+    """Where the assigned reviewer declares no conflict of interest, before the application is theirs to read."""
+    (review,) = [r for r in reviewer.all("/api/v1/reviews/") if r["application"] == application_id]
+    return f"/api/v1/reviews/{review['id']}/declare/"
 
 
 class Client:
@@ -381,6 +417,51 @@ def new_credit_code() -> str:
     return body + uscc.calc_check_digit(body)
 
 
+class Authenticators:
+    """Staff need a second factor under production settings (grants/second_factor.py): each member of staff the run
+    acts as gets an authenticator enrolled (a confirmed TOTP device with a key made here, as the enrolment page
+    would confirm it), and every HTTP Basic request for a token carries the code the app would show, computed
+    with django-otp's own TOTP function. A code is accepted once, so each use takes the next time step (the device
+    accepts one step ahead) and waits for the clock when it runs out of steps."""
+
+    def __init__(self, processes: Processes) -> None:
+        self.processes = processes
+        self.keys: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
+
+    def enrol(self, *usernames: str) -> None:
+        keys = {name: secrets.token_hex(20) for name in usernames}
+        script = (
+            "from django.contrib.auth.models import User; "
+            "from django_otp.plugins.otp_totp.models import TOTPDevice; "
+            f"keys = {keys!r}; "
+            "[TOTPDevice.objects.create(user=User.objects.get(username=n), name='authenticator', key=k, "
+            "confirmed=True) for n, k in keys.items()]"
+        )
+        self.processes.run_once(
+            "enrol-authenticators", shlex.join(["python", "manage.py", "shell", "-c", script])
+        )
+        self.keys.update(keys)
+
+    def code(self, username: str) -> str:
+        from django_otp.oath import totp
+
+        now = int(time.time()) // 30
+        step = max(now, self.last_step.get(username, now - 1) + 1)
+        while step > now + 1:  # both steps the device accepts now are used: the next one comes within 30 s
+            time.sleep(1)
+            now = int(time.time()) // 30
+        self.last_step[username] = step
+        return f"{totp(bytes.fromhex(self.keys[username]), drift=step - now):06d}"
+
+    def body(self, username: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The token request's body, with the code for staff (applicants have no authenticator)."""
+        return {**body, "otp": self.code(username)} if username in self.keys else body
+
+
+STAFF = ("sh_officer", "sh_finance", "sh_finance2", "reviewer1", "auditor")
+
+
 def exercise(
     base: str, password: str, env: dict[str, str], processes: Processes, outage: Outage
 ) -> list[str]:
@@ -409,20 +490,34 @@ def exercise(
     check(static.status == 200 and b"{" in static.body, f"static file through whitenoise: {static.status}")
     done.append("HTTPS redirect, HSTS, content security policy, secure cookies, static files (whitenoise)")
 
+    authenticators = Authenticators(processes)
+    authenticators.enrol(*STAFF)
+    refused = Client(base, basic=("sh_officer", password)).post("/api/v1/tokens/", {"name": "e2e"})
+    check(
+        refused.status == 403 and refused.json()["code"] == "second_factor_required",
+        f"a staff token without the second factor must be refused: {refused!r}",
+    )
+
     def token_for(username: str) -> tuple[Client, int]:
         basic = Client(base, basic=(username, password))
-        body = basic.expect(basic.post("/api/v1/tokens/", {"name": "e2e"}), 201, f"token for {username}")
+        request = authenticators.body(username, {"name": "e2e"})
+        body = basic.expect(basic.post("/api/v1/tokens/", request), 201, f"token for {username}")
         check(body["key"].startswith("gm_"), f"token key {body}")
         return Client(base, token=body["key"]), int(body["user"])
 
     applicant, _ = token_for("applicant1")
     officer, _ = token_for("sh_officer")
     finance, _ = token_for("sh_finance")
+    # Whoever releases a tranche may not pay it (grants.workflow.separated): the demo's second finance officer pays.
+    finance2, _ = token_for("sh_finance2")
     reviewer, reviewer_id = token_for("reviewer1")
     auditor, _ = token_for("auditor")
     forged = "gm_0000_" + secrets.token_urlsafe(32)
     check(Client(base, token=forged).get("/api/v1/pools/").status == 401, "a bad token must get 401")
-    done.append("API tokens created over HTTP Basic for five roles; a bad token refused (401)")
+    done.append(
+        "API tokens created over HTTP Basic for five roles (two finance officers), staff with a code from their "
+        "authenticator (refused without one, 403); a bad token refused (401)"
+    )
 
     pools = officer.all("/api/v1/pools/")
     pool = next(
@@ -467,6 +562,7 @@ def exercise(
     done.append(f"applicant registered an institution and submitted application {submitted['reference']}")
 
     officer.expect(officer.post(app_path + "assign-reviewers/", {"reviewers": [reviewer_id]}), 200, "assign")
+    reviewer.expect(reviewer.post(declare_path(reviewer, draft["id"]), {"conflict": False}), 200, "declare")
     reviewer.expect(
         reviewer.post(
             app_path + "review/",
@@ -494,23 +590,62 @@ def exercise(
         "reviewer assigned and review submitted; officer approved (repeat with the same key: same award)"
     )
 
+    def mailed(subject: str) -> Callable[[], list[Any]]:
+        return lambda: [m for m in outage.mail.to("applicant1@example.cn") if m["Subject"] == subject]
+
+    for subject in (
+        f"Application {submitted['reference']} received",
+        f"Application {award['reference']} approved: CNY 300,000.00",
+    ):
+        (message, *repeats) = wait_for(
+            f"the e-mail {subject!r} over SMTP", mailed(subject), JOB_TIMEOUT, processes
+        )
+        check(not repeats, f"{subject!r} arrived {1 + len(repeats)} times")
+        text = message.get_body(("plain",)).get_content()
+        check(f"/applications/{draft['id']}/" in text, f"the e-mail links to the application: {text!r}")
+        check(message.get_body(("html",)) is not None, f"the e-mail has an HTML part: {subject!r}")
+    done.append(
+        "the worker e-mailed the applicant over SMTP (a local aiosmtpd server): the submission's and the approval's "
+        "notices, once each, text and HTML, linking to the application"
+    )
+
     tranches = sorted(finance.all("/api/v1/tranches/", {"award": award["id"]}), key=lambda t: t["sequence"])
     check(len(tranches) >= 1, "the award has tranches")
     check(sum(money(t["amount"]) for t in tranches) == money(award["amount"]), "tranches sum to the award")
     first = tranches[0]
     tranche_path = f"/api/v1/tranches/{first['id']}/"
+    # No tranche is released before the institution accepts the award agreement (issue 16).
+    refused = finance.post(tranche_path + "release/")
+    check(
+        refused.status == 409 and refused.json()["code"] == "agreement_not_accepted",
+        f"release before the agreement's acceptance: {refused!r}",
+    )
+    pdf = applicant.get(f"/api/v1/awards/{award['id']}/agreement.pdf")
+    check(pdf.status == 200 and pdf.body.startswith(b"%PDF"), f"agreement PDF: {pdf.status}")
+    accepted = applicant.expect(
+        applicant.post(f"/api/v1/awards/{award['id']}/accept-agreement/"), 200, "accept the agreement"
+    )
+    check(accepted["agreement"]["status"] == "accepted", f"agreement is {accepted['agreement']}")
+    done.append("release refused until the applicant downloaded and accepted the award agreement (PDF)")
     if first["status"] == "planned":
         released = finance.expect(finance.post(tranche_path + "release/"), 200, "release")
         check(released["status"] == "payable", f"released tranche is {released['status']}")
     pay_key = str(uuid.uuid4())
     pay_body = {"payment_reference": f"E2E-{uuid.uuid4().hex[:12]}"}
-    paid = finance.expect(finance.post(tranche_path + "pay/", pay_body, key=pay_key), 200, "pay")
+    if first["status"] == "planned":
+        separated = finance.post(tranche_path + "pay/", pay_body, key=str(uuid.uuid4()))
+        check(
+            separated.status == 403 and separated.json()["code"] == "separation_of_duties",
+            f"the releaser must not pay: {separated!r}",
+        )
+    paid = finance2.expect(finance2.post(tranche_path + "pay/", pay_body, key=pay_key), 200, "pay")
     check(paid["status"] == "paid", f"paid tranche is {paid['status']}")
-    repaid = finance.expect(finance.post(tranche_path + "pay/", pay_body, key=pay_key), 200, "pay again")
+    repaid = finance2.expect(finance2.post(tranche_path + "pay/", pay_body, key=pay_key), 200, "pay again")
     check(repaid["id"] == paid["id"], "a repeated payment returns the first answer")
     paid_amount = money(first["amount"])
     done.append(
-        f"finance released and paid tranche 1 ({paid_amount} yuan); the repeated payment moved nothing"
+        f"sh_finance released tranche 1 and was refused its payment (403 separation_of_duties); sh_finance2 paid "
+        f"it ({paid_amount} yuan); the repeated payment moved nothing"
     )
 
     after = officer.expect(officer.get(pool_path), 200, "pool after")
@@ -562,7 +697,7 @@ def exercise(
         "the tracking job (queued after the payment commits, and by beat) wrote a usage snapshot with the new figures"
     )
 
-    done.append(redis_outage(base, password, env, processes, pool["id"], outage))
+    done.append(redis_outage(base, password, env, processes, pool["id"], outage, authenticators))
 
     ready = anonymous.expect(anonymous.get("/readyz", proxied=False), 200, "/readyz at the end")
     check(all(v.startswith("ok") for v in ready["checks"].values()), f"/readyz {ready}")
@@ -574,7 +709,13 @@ OUTAGE_APPLICATIONS = 8
 
 
 def redis_outage(
-    base: str, password: str, env: dict[str, str], processes: Processes, pool_id: int, outage: Outage
+    base: str,
+    password: str,
+    env: dict[str, str],
+    processes: Processes,
+    pool_id: int,
+    outage: Outage,
+    authenticators: Authenticators,
 ) -> str:
     """Stop Redis (broker and cache) and go on working over HTTP: institutions registered, applications drafted,
     submitted, reviewed and approved. No request may fail. Start Redis again, empty: every approval's money-moved
@@ -592,7 +733,8 @@ def redis_outage(
     tokens: dict[str, Client] = {}
     for name in ("applicant1", "sh_officer", "reviewer1"):
         basic = Client(base, basic=(name, password))
-        body = basic.expect(basic.post("/api/v1/tokens/", {"name": "outage"}), 201, f"token for {name}")
+        request = authenticators.body(name, {"name": "outage"})
+        body = basic.expect(basic.post("/api/v1/tokens/", request), 201, f"token for {name}")
         tokens[name] = Client(base, token=body["key"])
         if name == "reviewer1":
             reviewer_id = int(body["user"])
@@ -632,6 +774,7 @@ def redis_outage(
         path = f"/api/v1/applications/{draft['id']}/"
         send(applicant, "POST", path + "submit/")
         send(officer, "POST", path + "assign-reviewers/", {"reviewers": [reviewer_id]})
+        send(reviewer, "POST", declare_path(reviewer, draft["id"]), {"conflict": False})
         send(reviewer, "POST", path + "review/", {
             "technical_merit": 4, "feasibility": 4, "impact": 5, "recommendation": "fund", "comment": "Sound.",
         })  # fmt: skip
@@ -796,7 +939,7 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     scratch = Path(tempfile.mkdtemp(prefix="grants-e2e-"))
-    outage = Outage(OwnRedis(free_port(), scratch), WebhookReceiver(scratch))
+    outage = Outage(OwnRedis(free_port(), scratch), WebhookReceiver(scratch), MailReceiver())
     # As docker-compose.yml has it: the broker and the cache on one Redis.
     broker, cache = outage.redis.url + "/0", outage.redis.url + "/1"
     drop_on_success = not args.keep
@@ -836,6 +979,12 @@ def main() -> int:
             # HTTPS with a certificate of its own that the processes are made to trust.
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
             "SSL_CERT_FILE": str(outage.receiver.certificate),
+            # Notices are e-mailed by the worker through SMTP to the run's own server (MailReceiver).
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(outage.mail.port),
+            "EMAIL_USE_TLS": "0",
+            "SITE_URL": f"https://127.0.0.1:{port}",
             "JOBS_TRACKING_COALESCE_SECONDS": "1",
             # Beat's sweeps come round within the run, so the run sees beat queue work and the worker do it.
             "JOBS_SWEEP_TRACKING_SECONDS": "5",
@@ -880,6 +1029,7 @@ def main() -> int:
             step(f"stopped: {processes.stop()}")
         outage.redis.stop()
         outage.receiver.close()
+        outage.mail.close()
         if status == 0 and drop_on_success:
             drop_database(database_server, database_name)
     if status == 0:

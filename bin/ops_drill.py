@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 # The end-to-end run beside this file starts the same processes the same way (this folder is on sys.path when a
 # script in it runs).
-from e2e import free_port, procfile, with_path
+from e2e import LOGS, Authenticators, Processes, free_port, procfile, with_path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -250,7 +250,7 @@ def by_pool(samples: dict[Any, float], name: str) -> dict[str, Decimal]:
 # --- The drill --------------------------------------------------------------------------------------------------
 
 
-def metrics_around_an_approval(base: str, token: str, password: str) -> None:
+def metrics_around_an_approval(base: str, token: str, password: str, authenticators: Authenticators) -> None:
     status, _ = http(base, "GET", "/metrics")
     report(status == 401, f"/metrics without the token refused ({status})")
     before = scrape(base, token)
@@ -260,7 +260,9 @@ def metrics_around_an_approval(base: str, token: str, password: str) -> None:
 
     def token_for(username: str) -> tuple[str, int]:
         basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-        status, body = http(base, "POST", "/api/v1/tokens/", {"name": "ops drill"}, auth=basic)
+        # Staff need their authenticator's code beside the password (grants/second_factor.py).
+        request = authenticators.body(username, {"name": "ops drill"})
+        status, body = http(base, "POST", "/api/v1/tokens/", request, auth=basic)
         if status != 201:
             raise Failed(f"token for {username}: {status} {body}")
         return f"Bearer {body['key']}", int(body["user"])
@@ -404,7 +406,10 @@ def main() -> int:
             time.sleep(0.3)
         report(True, f"gunicorn ready: {commands['web']}")
 
-        metrics_around_an_approval(base, token, password)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        authenticators = Authenticators(Processes(env))
+        authenticators.enrol("sh_officer", "reviewer1")
+        metrics_around_an_approval(base, token, password, authenticators)
 
         os.killpg(web.pid, signal.SIGTERM)
         code = web.wait(timeout=STOP_TIMEOUT)

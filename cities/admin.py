@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -65,3 +66,14 @@ admin.site.unregister(User)
 @admin.register(User)
 class ScopedUserAdmin(UserAdmin):
     inlines = (*UserAdmin.inlines, StaffScopeInline)
+    actions = ("reset_second_factor",)
+
+    @admin.action(
+        description=_("Reset the second factor (a lost phone): they enrol again at their next log-in")
+    )
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        from grants import second_factor
+
+        for user in queryset:
+            second_factor.reset(user=user, actor=request.user)  # type: ignore[arg-type]  # admin_view: signed in
+        self.message_user(request, _("Second factor reset for %(n)d user(s).") % {"n": queryset.count()})

@@ -45,7 +45,7 @@ class StaffScope(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_scope"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_scope", verbose_name=_("user")
     )
     cities = models.ManyToManyField(City, blank=True, related_name="staff", verbose_name=_("cities"))
     all_cities = models.BooleanField(_("all cities"), default=False)

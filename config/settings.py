@@ -68,6 +68,10 @@ INSTALLED_APPS = [
     "cities",
     "grants",
     "grants.portal",
+    # The second factor of staff (grants/second_factor.py): authenticator-app codes and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
 ]
 
 MIDDLEWARE = [
@@ -81,9 +85,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "grants.i18n.PreferredLanguageMiddleware",  # an unprefixed page in the reader's language (grants/i18n.py)
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "grants.audit.AuditContextMiddleware",
+    "grants.second_factor.SecondFactorMiddleware",  # staff pages wait for the second factor when it is required
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -138,9 +145,13 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
+# Dates in forms are ISO 8601 (2024-05-31) in both languages (config/formats/).
+FORMAT_MODULE_PATH = "config.formats"
 USE_I18N = True
 USE_TZ = True
-USE_THOUSAND_SEPARATOR = True
+# Money formats itself (grants.money.format_money: separators in yuan, 万元/亿元 in Chinese); every other number
+# Django prints is a year, an id, a sequence or a count, which read wrongly grouped (a fiscal year 2025, not 2,025).
+USE_THOUSAND_SEPARATOR = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -154,6 +165,8 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# The TrueType font with Chinese glyphs embedded in award agreement PDFs (grants/services/agreement_pdf.py).
+AGREEMENT_FONT = env_str("AGREEMENT_FONT", "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 # XLSX and ODS files are zip archives. One whose directory declares more than MAX_UPLOAD_INFLATED_BYTES in all,
 # a part over MAX_UPLOAD_INFLATE_RATIO times its compressed size, or more than MAX_UPLOAD_ARCHIVE_PARTS parts is
@@ -178,7 +191,7 @@ REST_FRAMEWORK = {
     # Bearer tokens first: their scheme is what a 401 names in WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "grants.api.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "grants.api.authentication.VerifiedSessionAuthentication",  # staff: after the second factor
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -215,6 +228,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set in the schema: each model's states under its own name, the institution types once.
+    "ENUM_NAME_OVERRIDES": {
+        "InstitutionTypeEnum": "grants.models.InstitutionType",
+        "ProgrammeStatusEnum": "grants.models.Programme.Status",
+        "ApplicationStatusEnum": "grants.models.Application.Status",
+        "AwardStatusEnum": "grants.models.Award.Status",
+        "TrancheStatusEnum": "grants.models.Tranche.Status",
+        "MilestoneReportStatusEnum": "grants.models.MilestoneReport.Status",
+        "AgreementStatusEnum": "grants.models.AwardAgreement.Status",
+        "ReportingDutyStatusEnum": "grants.models.ReportingDuty.Status",
+        "RecoveryStatusEnum": "grants.models.Recovery.Status",
+        "ProposalStatusEnum": "grants.models.Proposal.Status",
+        "WebhookDeliveryStatusEnum": "grants.models.WebhookDelivery.Status",
+        "ExportJobStatusEnum": "grants.models.ExportJob.Status",
+    },
 }
 
 # --- Celery (docs/jobs.md): delivery is at least once, so every task is safe to run twice.
@@ -350,6 +378,14 @@ for _name in (
 ):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1.")
+# Staff (officers, finance officers, reviewers, auditors, administrators) sign in with a code from an authenticator
+# app after their password (grants/second_factor.py, docs/operations.md). Required unless DEBUG: production always,
+# `make run` (DEBUG=1) only with SECOND_FACTOR_REQUIRED=1. Wrong codes count under the login policy above, so the
+# devices' own throttling is off (one policy, not two). OTP_TOTP_ISSUER names the service in the app.
+SECOND_FACTOR_REQUIRED = env_bool("SECOND_FACTOR_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Subsidy grants")
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -380,6 +416,16 @@ RETENTION_TIME_LIMIT = env_int("RETENTION_TIME_LIMIT", 1800)
 CELERY_BEAT_SCHEDULE["apply-retention"] = {
     "task": "grants.apply_retention",
     "schedule": crontab(hour=_retention_hour, minute=_retention_minute),
+}
+
+# --- Maker-checker (issue 14, grants/services/proposals.py): a proposal awaiting a second officer holds its money
+# reserved for this many days (a pool may set its own), then the sweep releases it.
+PROPOSAL_EXPIRY_DAYS = env_int("PROPOSAL_EXPIRY_DAYS", 7)
+if PROPOSAL_EXPIRY_DAYS < 1:
+    raise ImproperlyConfigured("PROPOSAL_EXPIRY_DAYS is at least 1.")
+CELERY_BEAT_SCHEDULE["expire-proposals"] = {
+    "task": "grants.expire_proposals",
+    "schedule": env_int("JOBS_EXPIRE_PROPOSALS_SECONDS", 15 * 60),
 }
 
 # --- Production: HTTPS, security headers, content security policy, cache, logs (docs/operations.md)
@@ -436,7 +482,42 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL (implicit TLS) exclude each other."
+    )
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+# The folder of django.core.mail.backends.filebased.EmailBackend (`make run` writes each message there).
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "mail"))
+
+# --- Notices to people (grants/services/notifications.py, docs/jobs.md): sent by the worker after the commit.
+# The address links in e-mails point at (scheme and host, no trailing slash).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+# Sends of one e-mail in all (the task's short retries, then the sweep's doubling waits from
+# NOTIFY_EMAIL_RETRY_SECONDS up to an hour) before it is given up and logged as an error.
+NOTIFY_EMAIL_MAX_ATTEMPTS = env_int("NOTIFY_EMAIL_MAX_ATTEMPTS", 10)
+NOTIFY_EMAIL_RETRY_SECONDS = env_int("NOTIFY_EMAIL_RETRY_SECONDS", 60)
+# How long a run sending an e-mail holds it: longer than a send may take (EMAIL_TIMEOUT per step).
+NOTIFY_EMAIL_LEASE_SECONDS = env_int("NOTIFY_EMAIL_LEASE_SECONDS", 120)
+for _name in ("NOTIFY_EMAIL_MAX_ATTEMPTS", "NOTIFY_EMAIL_RETRY_SECONDS", "NOTIFY_EMAIL_LEASE_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
+# The daily reminders of reports due in 30 and 7 days and overdue, local time (HH:MM).
+NOTIFY_REMINDERS_AT = env_str("NOTIFY_REMINDERS_AT", "08:00")
+try:
+    _reminders_hour, _reminders_minute = (int(part) for part in NOTIFY_REMINDERS_AT.split(":"))
+except ValueError:
+    raise ImproperlyConfigured(f"NOTIFY_REMINDERS_AT={NOTIFY_REMINDERS_AT!r} is not HH:MM.") from None
+CELERY_BEAT_SCHEDULE["send-reminders"] = {
+    "task": "grants.send_reminders",
+    "schedule": crontab(hour=_reminders_hour, minute=_reminders_minute),
+}
+# Notice e-mails whose queued task was lost, or whose next attempt after a failure is due.
+CELERY_BEAT_SCHEDULE["sweep-notice-emails"] = {
+    "task": "grants.sweep_notice_emails",
+    "schedule": env_int("JOBS_SWEEP_NOTICE_EMAILS_SECONDS", 60),
+}
 
 # A PostgreSQL read replica for the report endpoints (config/db_router.py); unset, reports read the primary.
 REPORTS_DATABASE_URL = env_str("REPORTS_DATABASE_URL", "")

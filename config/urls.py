@@ -8,15 +8,19 @@ from django.utils.translation import gettext as _
 from django.views import defaults
 
 from grants.api.errors import database_error, error_body
+from grants.portal.views.notices import set_language
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("config.health")),
     path("api/v1/", include("grants.api.urls")),
     path("api/", include("grants.api.docs_urls")),
+    # Django's language switch, remembering the choice on the signed-in person's profile (their e-mails' language).
+    path("i18n/setlang/", set_language, name="set_language"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
 urlpatterns += i18n_patterns(
     path("admin/", admin.site.urls),
+    path("second-factor/", include("grants.second_factor_views")),  # staff, after the password
     path("", include("grants.portal.urls")),
     prefix_default_language=False,
 )

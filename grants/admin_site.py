@@ -51,8 +51,14 @@ class GrantsAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         from grants.admin.dashboard import dashboard_view
+        from grants.admin.fiscal import year_close_view
 
         return [
             path("dashboard/", self.admin_view(dashboard_view), name="dashboard"),
+            path(
+                "fiscal-years/<int:programme_id>/<int:year>/close/",
+                self.admin_view(year_close_view),
+                name="fiscal-year-close",
+            ),
             *super().get_urls(),
         ]

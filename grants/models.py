@@ -17,7 +17,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from cities.models import City
-from grants.money import MoneyField
+from grants.money import MoneyField, format_money
 from grants.validators import validate_credit_code
 
 User = settings.AUTH_USER_MODEL
@@ -54,6 +54,8 @@ class Programme(BilingualName):
     total_budget = MoneyField(_("total budget"))
     # Sum of the pools' committed counters, maintained with them: level 6 of an approval is checked against it.
     committed = MoneyField(_("committed"), default=0, editable=False)
+    # Sum of the pools' reserved counters: money held by proposals awaiting a second officer (maker-checker).
+    reserved = MoneyField(_("reserved"), default=0, editable=False)
     first_fiscal_year = models.PositiveSmallIntegerField(_("first fiscal year"))
     last_fiscal_year = models.PositiveSmallIntegerField(_("last fiscal year"))
     opens_at = models.DateTimeField(_("applications open"))
@@ -61,6 +63,42 @@ class Programme(BilingualName):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.DRAFT)
     policy_title = models.CharField(_("policy title"), max_length=300, blank=True)
     policy_url = models.URLField(_("policy URL"), blank=True)
+    # Closing a fiscal year (grants.services.fiscal): what happens to each pool's unspent allotment and to the
+    # tranches of the year that were not paid. Balances are carried over (结转) for at most `carry_over_years`
+    # years after the year they were allotted for, and at most `carry_over_max_rate` of the year's allotment;
+    # the rest lapses back as surplus (结余).
+    carry_over_years = models.PositiveSmallIntegerField(
+        _("carry unspent allotments over for (years)"),
+        default=0,
+        validators=[MaxValueValidator(10)],
+        help_text=_("0: every unspent balance lapses when its year is closed."),
+    )
+    carry_over_max_rate = models.DecimalField(
+        _("carry over at most (share of the year's allotment)"),
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text=_(
+            "Empty: no limit in amount. 0.50 carries at most half of a pool's allotment of the year."
+        ),
+    )
+
+    class UnpaidTranches(models.TextChoices):
+        RESCHEDULE = "reschedule", _("rescheduled into the next year")
+        DECOMMIT = "decommit", _("de-committed")
+
+    unpaid_tranches = models.CharField(
+        _("tranches unpaid when their year is closed are"),
+        max_length=10,
+        choices=UnpaidTranches.choices,
+        default=UnpaidTranches.RESCHEDULE,
+    )
+    # The last fiscal year closed (every earlier one is closed too); set under the programme's lock by the close.
+    closed_through = models.PositiveSmallIntegerField(
+        _("closed through fiscal year"), null=True, editable=False
+    )
 
     class Meta:
         ordering = ["city__code", "code"]
@@ -73,10 +111,20 @@ class Programme(BilingualName):
                 condition=Q(committed__gte=0) & Q(committed__lte=F("total_budget")),
                 name="programme_committed_within_budget",
             ),
+            # Reserved money counts against the total like committed money: a proposal's room is kept for it.
+            models.CheckConstraint(
+                condition=Q(reserved__gte=0) & Q(total_budget__gte=F("committed") + F("reserved")),
+                name="programme_reserved_within_budget",
+            ),
             models.CheckConstraint(
                 condition=Q(last_fiscal_year__gte=F("first_fiscal_year")), name="programme_years_ordered"
             ),
             models.CheckConstraint(condition=Q(closes_at__gt=F("opens_at")), name="programme_window_ordered"),
+            models.CheckConstraint(
+                condition=Q(carry_over_max_rate__isnull=True)
+                | (Q(carry_over_max_rate__gte=0) & Q(carry_over_max_rate__lte=1)),
+                name="programme_carry_over_rate_within",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -108,6 +156,30 @@ class FundingPool(BilingualName):
     cap = MoneyField(_("cap"))
     committed = MoneyField(_("committed"), default=0, editable=False)
     disbursed = MoneyField(_("disbursed"), default=0, editable=False)
+    # Held by proposals awaiting a second officer: counts against the cap until confirmed (committed) or released.
+    reserved = MoneyField(_("reserved"), default=0, editable=False)
+    # Maker-checker (grants.services.proposals). Empty: one officer decides alone, whatever the amount.
+    approval_threshold = MoneyField(
+        _("second programme officer above"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "An award (or an amendment up to an amount) above this needs a second programme officer."
+        ),
+    )
+    payment_threshold = MoneyField(
+        _("second finance officer above"),
+        null=True,
+        blank=True,
+        help_text=_("A payment above this needs a second finance officer."),
+    )
+    proposal_expiry_days = models.PositiveSmallIntegerField(
+        _("proposals expire after (days)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Empty: the PROPOSAL_EXPIRY_DAYS setting."),
+    )
     # Subsidy rules (§2). Empty means "no such limit".
     max_rate = models.DecimalField(
         _("maximum cost-share rate"),
@@ -140,7 +212,12 @@ class FundingPool(BilingualName):
     # Set when money moves in the pool, cleared by the tracking job: the scheduled run picks up every pool
     # changed since its last run even if the job queued after the commit was lost with the broker.
     tracking_due_at = models.DateTimeField(null=True, blank=True, editable=False)
-    tracked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tracked_at = models.DateTimeField(_("tracked at"), null=True, blank=True, editable=False)
+    # The programme's closed_through, copied by the close under this row's lock: every movement of the pool
+    # (payments too, which do not lock the programme) holds this lock and refuses a year it covers.
+    closed_through = models.PositiveSmallIntegerField(
+        _("closed through fiscal year"), null=True, editable=False
+    )
 
     class Meta:
         ordering = ["programme__city__code", "programme__code", "code"]
@@ -156,6 +233,18 @@ class FundingPool(BilingualName):
             ),
             models.CheckConstraint(condition=Q(cap__gte=F("committed")), name="pool_committed_within_cap"),
             models.CheckConstraint(
+                condition=Q(reserved__gte=0) & Q(cap__gte=F("committed") + F("reserved")),
+                name="pool_reserved_within_cap",
+            ),
+            models.CheckConstraint(
+                condition=Q(approval_threshold__isnull=True) | Q(approval_threshold__gt=0),
+                name="pool_approval_threshold_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(payment_threshold__isnull=True) | Q(payment_threshold__gt=0),
+                name="pool_payment_threshold_positive",
+            ),
+            models.CheckConstraint(
                 condition=Q(max_duration_years__gte=F("min_duration_years")) & Q(min_duration_years__gte=1),
                 name="pool_durations_ordered",
             ),
@@ -170,7 +259,8 @@ class FundingPool(BilingualName):
 
     @property
     def available(self) -> Decimal:
-        return self.cap - self.committed
+        """What can still be awarded: neither committed nor reserved by a proposal awaiting a second officer."""
+        return self.cap - self.committed - self.reserved
 
     @property
     def utilisation(self) -> Decimal:
@@ -184,11 +274,20 @@ class FundingPool(BilingualName):
 class FiscalYearAllotment(models.Model):
     """The part of a pool that may be spent in one fiscal year (the calendar year in China)."""
 
-    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="allotments")
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="allotments", verbose_name=_("funding pool")
+    )
     fiscal_year = models.PositiveSmallIntegerField(_("fiscal year"))
     amount = MoneyField(_("amount"))
     committed = MoneyField(_("committed"), default=0, editable=False)
     disbursed = MoneyField(_("disbursed"), default=0, editable=False)
+    reserved = MoneyField(_("reserved"), default=0, editable=False)
+    # Written by the close of a fiscal year (CARRY_IN, CARRY_OUT, LAPSE entries): what earlier years carried into
+    # this one, and what this one carried over to the next or let lapse when it was closed. What may be committed
+    # in the year is `spendable` (ALLOTMENT_SPENDABLE in SQL).
+    carried_in = MoneyField(_("carried in"), default=0, editable=False)
+    carried_out = MoneyField(_("carried out"), default=0, editable=False)
+    lapsed = MoneyField(_("lapsed"), default=0, editable=False)
 
     class Meta:
         ordering = ["pool", "fiscal_year"]
@@ -202,12 +301,35 @@ class FiscalYearAllotment(models.Model):
                 condition=Q(committed__gte=F("disbursed")), name="allotment_disbursed_within_committed"
             ),
             models.CheckConstraint(
-                condition=Q(amount__gte=F("committed")), name="allotment_committed_within_amount"
+                condition=Q(carried_in__gte=0) & Q(carried_out__gte=0) & Q(lapsed__gte=0),
+                name="allotment_carried_not_negative",
+            ),
+            # Committed and reserved money, what was carried over and what lapsed never pass what the year had:
+            # its amount and what was carried into it.
+            models.CheckConstraint(
+                condition=Q(reserved__gte=0)
+                & Q(
+                    amount__gte=F("committed")
+                    + F("reserved")
+                    + F("carried_out")
+                    + F("lapsed")
+                    - F("carried_in")
+                ),
+                name="allotment_taken_within_spendable",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.pool.code} FY{self.fiscal_year}"
+
+    @property
+    def spendable(self) -> Decimal:
+        """What may be committed or reserved in the year: `ALLOTMENT_SPENDABLE`."""
+        return self.amount + self.carried_in - self.carried_out - self.lapsed
+
+
+# What may be committed or reserved in an allotment's year, in SQL: the same sum as FiscalYearAllotment.spendable.
+ALLOTMENT_SPENDABLE = F("amount") + F("carried_in") - F("carried_out") - F("lapsed")
 
 
 # --- Institutions -------------------------------------------------------------------------------------------
@@ -227,7 +349,7 @@ class Institution(BilingualName):
     members: "models.ManyToManyField[Any, Any]" = models.ManyToManyField(
         User, through="InstitutionMember", related_name="institutions"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["name_en"]
@@ -243,10 +365,14 @@ class Institution(BilingualName):
 
 
 class InstitutionMember(models.Model):
-    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="institution_memberships")
+    institution = models.ForeignKey(
+        Institution, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("institution")
+    )
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="institution_memberships", verbose_name=_("user")
+    )
     is_admin = models.BooleanField(_("manages the institution"), default=False)
-    joined_at = models.DateTimeField(auto_now_add=True)
+    joined_at = models.DateTimeField(_("joined at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("institution member")
@@ -288,11 +414,13 @@ class Application(models.Model):
     duration_years = models.PositiveSmallIntegerField(_("duration (years)"), default=1)
     proposed_start = models.DateField(_("proposed start"))
     status = models.CharField(_("status"), max_length=14, choices=Status.choices, default=Status.DRAFT)
-    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True, verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decision_note = models.TextField(_("decision note"), blank=True)
     # Set when the retention run replaced the free text of a rejected or withdrawn application (its figures and
     # history stay): grants/services/retention.py.
@@ -327,13 +455,17 @@ def attachment_path(instance: "Attachment", filename: str) -> str:
 
 
 class Attachment(models.Model):
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="attachments")
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="attachments", verbose_name=_("application")
+    )
     file = models.FileField(_("file"), upload_to=attachment_path)
     original_name = models.CharField(_("file name"), max_length=255)
     content_type = models.CharField(_("content type"), max_length=100)
     size = models.PositiveBigIntegerField(_("size (bytes)"))
-    uploaded_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
-    uploaded_at = models.DateTimeField(auto_now_add=True)
+    uploaded_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("uploaded by")
+    )
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
 
     class Meta:
         ordering = ["uploaded_at"]
@@ -350,10 +482,21 @@ class Review(models.Model):
         DO_NOT_FUND = "do_not_fund", _("do not fund")
         REVISE = "revise", _("revise")
 
-    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="reviews")
-    reviewer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="reviews")
-    assigned_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True)
-    assigned_at = models.DateTimeField(auto_now_add=True)
+    class Declaration(models.TextChoices):
+        PENDING = "", _("not declared yet")
+        NO_CONFLICT = "no_conflict", _("no conflict of interest")
+        RECUSED = "recused", _("recused")
+
+    application = models.ForeignKey(
+        Application, on_delete=models.PROTECT, related_name="reviews", verbose_name=_("application")
+    )
+    reviewer = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="reviews", verbose_name=_("reviewer")
+    )
+    assigned_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, verbose_name=_("assigned by")
+    )
+    assigned_at = models.DateTimeField(_("assigned at"), auto_now_add=True)
     technical_merit = models.PositiveSmallIntegerField(
         _("technical merit"), null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
     )
@@ -369,6 +512,14 @@ class Review(models.Model):
     recommended_amount = MoneyField(_("recommended amount"), null=True, blank=True)
     comment = models.TextField(_("comment"), blank=True)
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    # The reviewer's conflict-of-interest declaration, made before the application's content is shown to them
+    # (grants/services/applications.py `declare_conflict`; grants/selectors.py `cleared_reviews`). A recused
+    # review is never submitted and does not count toward the pool's minimum.
+    declaration = models.CharField(
+        _("conflict of interest"), max_length=12, choices=Declaration.choices, blank=True, default=""
+    )
+    declared_at = models.DateTimeField(_("declared at"), null=True, blank=True)
+    recusal_reason = models.TextField(_("reason for recusal"), blank=True)
 
     class Meta:
         ordering = ["assigned_at"]
@@ -376,6 +527,15 @@ class Review(models.Model):
         verbose_name_plural = _("reviews")
         constraints = [
             models.UniqueConstraint(fields=["application", "reviewer"], name="one_review_per_reviewer"),
+            # Scores only come after the reviewer declared no conflict; a recusal always says why.
+            models.CheckConstraint(
+                condition=Q(submitted_at__isnull=True) | Q(declaration="no_conflict"),
+                name="submitted_review_declared",
+            ),
+            models.CheckConstraint(
+                condition=~Q(declaration="recused") | ~Q(recusal_reason=""),
+                name="recusal_has_reason",
+            ),
             models.CheckConstraint(
                 condition=Q(submitted_at__isnull=True)
                 | (
@@ -392,6 +552,55 @@ class Review(models.Model):
         return f"review of {self.application} by {self.reviewer}"
 
 
+class DuplicateFlag(models.Model):
+    """Another application or award of the same institution (by credit code, in any city or pool) for a similar
+    project, found when `application` was submitted or approved (grants/services/duplicates.py decides). The
+    officer sees only the other's reference, city, status and amount, and acknowledges the flag with a reason
+    before the application can be approved."""
+
+    class Found(models.TextChoices):
+        SUBMISSION = "submission", _("on submission")
+        APPROVAL = "approval", _("at approval")
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="duplicate_flags", verbose_name=_("application")
+    )
+    other = models.ForeignKey(
+        Application, on_delete=models.PROTECT, related_name="+", verbose_name=_("similar application")
+    )
+    similarity = models.DecimalField(_("similarity"), max_digits=4, decimal_places=3)
+    found_on = models.CharField(_("found"), max_length=10, choices=Found.choices)
+    found_at = models.DateTimeField(_("found at"), default=timezone.now)
+    acknowledged_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("acknowledged by"),
+    )
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
+    reason = models.TextField(_("reason for going ahead"), blank=True)
+
+    class Meta:
+        ordering = ["found_at", "id"]
+        verbose_name = _("duplicate funding flag")
+        verbose_name_plural = _("duplicate funding flags")
+        constraints = [
+            # Found once: a second scan (at approval, or a concurrent submission) inserts nothing new.
+            models.UniqueConstraint(fields=["application", "other"], name="duplicate_flag_once"),
+            models.CheckConstraint(condition=~Q(application=F("other")), name="duplicate_flag_not_self"),
+            models.CheckConstraint(
+                condition=(Q(acknowledged_at__isnull=True) & Q(acknowledged_by__isnull=True) & Q(reason=""))
+                | (Q(acknowledged_at__isnull=False) & Q(acknowledged_by__isnull=False) & ~Q(reason="")),
+                name="duplicate_flag_acknowledged_with_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} resembles {self.other}"
+
+
 # --- Awards, tranches, milestones, recoveries ---------------------------------------------------------------
 
 
@@ -402,10 +611,16 @@ class Award(models.Model):
         COMPLETED = "completed", _("completed")
         TERMINATED = "terminated", _("terminated")
 
-    application = models.OneToOneField(Application, on_delete=models.PROTECT, related_name="award")
+    application = models.OneToOneField(
+        Application, on_delete=models.PROTECT, related_name="award", verbose_name=_("application")
+    )
     # Denormalised from the application: every report groups awards by pool and institution.
-    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="awards")
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="awards")
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="awards", verbose_name=_("funding pool")
+    )
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="awards", verbose_name=_("institution")
+    )
     reference = models.CharField(_("reference"), max_length=40, unique=True)
     # amount = Σ non-cancelled tranches; paid = Σ paid tranches; recovered = Σ recovery receipts.
     # The award holds (amount - recovered) committed and (paid - recovered) disbursed in its pool.
@@ -415,9 +630,20 @@ class Award(models.Model):
     start_date = models.DateField(_("start date"))
     duration_years = models.PositiveSmallIntegerField(_("duration (years)"))
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    approved_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    approved_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("approved by")
+    )
     approved_at = models.DateTimeField(_("approved at"))
-    amendments = models.PositiveSmallIntegerField(default=0, editable=False)
+    # The second programme officer when the approval was proposed (by approved_by) and confirmed.
+    confirmed_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("confirmed by"),
+    )
+    amendments = models.PositiveSmallIntegerField(_("amendments"), default=0, editable=False)
 
     class Meta:
         ordering = ["-approved_at"]
@@ -449,7 +675,9 @@ class Tranche(models.Model):
         WITHHELD = "withheld", _("withheld")
         CANCELLED = "cancelled", _("cancelled")
 
-    award = models.ForeignKey(Award, on_delete=models.PROTECT, related_name="tranches")
+    award = models.ForeignKey(
+        Award, on_delete=models.PROTECT, related_name="tranches", verbose_name=_("award")
+    )
     sequence = models.PositiveSmallIntegerField(_("sequence"))
     fiscal_year = models.PositiveSmallIntegerField(_("fiscal year"))
     scheduled_date = models.DateField(_("scheduled date"))
@@ -461,6 +689,23 @@ class Tranche(models.Model):
         _("payment reference"), max_length=64, unique=True, null=True, blank=True
     )
     status_note = models.CharField(_("note"), max_length=500, blank=True)
+    # Separation of duties: whoever made the tranche payable may not pay it (None: the daily job, or before
+    # this was recorded). paid_by recorded the payment; confirmed_by is the second finance officer above the
+    # pool's payment threshold.
+    released_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True, verbose_name=_("released by")
+    )
+    paid_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True, verbose_name=_("paid by")
+    )
+    confirmed_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("confirmed by"),
+    )
 
     class Meta:
         ordering = ["award", "sequence"]
@@ -491,14 +736,20 @@ class MilestoneReport(models.Model):
         ACCEPTED = "accepted", _("accepted")
         REJECTED = "rejected", _("rejected")
 
-    tranche = models.ForeignKey(Tranche, on_delete=models.PROTECT, related_name="milestone_reports")
-    submitted_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
-    submitted_at = models.DateTimeField(auto_now_add=True)
+    tranche = models.ForeignKey(
+        Tranche, on_delete=models.PROTECT, related_name="milestone_reports", verbose_name=_("tranche")
+    )
+    submitted_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("submitted by")
+    )
+    submitted_at = models.DateTimeField(_("submitted at"), auto_now_add=True)
     summary = models.TextField(_("summary"))
     attachment = models.FileField(_("attachment"), upload_to="milestones/", blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.SUBMITTED)
-    decided_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True, verbose_name=_("decided by")
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decision_note = models.TextField(_("decision note"), blank=True)
 
     class Meta:
@@ -510,21 +761,250 @@ class MilestoneReport(models.Model):
         return f"milestone report for {self.tranche}"
 
 
+# --- Award agreements and reporting duties (§16.2, §16.3) ---------------------------------------------------
+
+
+class AwardAgreement(models.Model):
+    """The agreement issued with an award. `terms` is the snapshot of what the parties agree to (parties, amount,
+    schedule, conditions, reporting duties), taken at approval; the PDF is rendered from it deterministically on
+    demand (grants.services.agreements), and `terms_sha256` is the digest the acceptance refers to."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued", _("awaiting acceptance")
+        ACCEPTED = "accepted", _("accepted")
+
+    award = models.OneToOneField(
+        Award, on_delete=models.PROTECT, related_name="agreement", verbose_name=_("award")
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ISSUED)
+    terms = models.JSONField(_("terms"), editable=False)
+    terms_sha256 = models.CharField(_("digest of the terms"), max_length=64, editable=False)
+    issued_at = models.DateTimeField(_("issued at"), default=timezone.now)
+    accepted_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("accepted by"),
+    )
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+    accepted_from = models.GenericIPAddressField(_("accepted from"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        verbose_name = _("award agreement")
+        verbose_name_plural = _("award agreements")
+        constraints = [
+            # An accepted agreement always says who accepted it and when.
+            models.CheckConstraint(
+                condition=~Q(status="accepted")
+                | (Q(accepted_by__isnull=False) & Q(accepted_at__isnull=False)),
+                name="accepted_agreement_has_acceptance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement {self.award.reference}"
+
+
+class ReportRequirement(BilingualName):
+    """A report the pool asks of every award: progress or financial, every `every_months` months after the award
+    starts and/or at its end, with the fields of its form (ReportField)."""
+
+    class Kind(models.TextChoices):
+        PROGRESS = "progress", _("progress report")
+        FINANCIAL = "financial", _("financial report")
+
+    pool = models.ForeignKey(
+        FundingPool,
+        on_delete=models.PROTECT,
+        related_name="report_requirements",
+        verbose_name=_("funding pool"),
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    every_months = models.PositiveSmallIntegerField(
+        _("every (months)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text=_(
+            "Due this many months after the award starts, and again every as many months. Empty: none."
+        ),
+    )
+    at_end = models.BooleanField(_("due at the end of the award"), default=True)
+    attachment_required = models.BooleanField(_("needs an attachment"), default=False)
+    # A progress report due on or before a tranche that needs a milestone report stands for it (§3).
+    gates_milestones = models.BooleanField(
+        _("counts as the milestone report of the next tranche"), default=False
+    )
+
+    class Meta:
+        ordering = ["pool", "kind", "id"]
+        verbose_name = _("report requirement")
+        verbose_name_plural = _("report requirements")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(every_months__isnull=False) | Q(at_end=True), name="requirement_has_a_due_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReportField(models.Model):
+    """One field of a report's form, labelled in both languages."""
+
+    class Type(models.TextChoices):
+        TEXT = "text", _("text")
+        NUMBER = "number", _("number")
+        MONEY = "money", _("amount of money")
+        DATE = "date", _("date")
+
+    requirement = models.ForeignKey(ReportRequirement, on_delete=models.CASCADE, related_name="fields")
+    name = models.SlugField(_("name"), max_length=40, help_text=_("Key of the answer, e.g. spent_to_date."))
+    label_en = models.CharField(_("label (English)"), max_length=200)
+    label_zh = models.CharField(_("label (Chinese)"), max_length=200, blank=True)
+    type = models.CharField(_("type"), max_length=10, choices=Type.choices, default=Type.TEXT)
+    required = models.BooleanField(_("required"), default=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+
+    class Meta:
+        ordering = ["requirement", "position", "id"]
+        verbose_name = _("report field")
+        verbose_name_plural = _("report fields")
+        constraints = [
+            models.UniqueConstraint(fields=["requirement", "name"], name="report_field_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def label(self) -> str:
+        if (get_language() or "").startswith("zh") and self.label_zh:
+            return self.label_zh
+        return self.label_en
+
+
+class ReportingDuty(models.Model):
+    """One report an award owes by a date. Overdue is not a state: a duty still due (or returned) after its date
+    (grants.selectors.overdue_duties)."""
+
+    class Status(models.TextChoices):
+        DUE = "due", _("due")
+        SUBMITTED = "submitted", _("submitted")
+        ACCEPTED = "accepted", _("accepted")
+        RETURNED = "returned", _("returned for changes")
+
+    award = models.ForeignKey(
+        Award, on_delete=models.PROTECT, related_name="reporting_duties", verbose_name=_("award")
+    )
+    # Denormalised from the award: the officers' and the dashboard's listings filter duties by pool.
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="reporting_duties", verbose_name=_("funding pool")
+    )
+    requirement = models.ForeignKey(
+        ReportRequirement, on_delete=models.PROTECT, related_name="duties", verbose_name=_("report")
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=ReportRequirement.Kind.choices)
+    sequence = models.PositiveSmallIntegerField(_("sequence"))
+    due_date = models.DateField(_("due date"))
+    # The milestone-gated tranche this report unlocks when accepted (null: none).
+    tranche = models.ForeignKey(
+        Tranche,
+        on_delete=models.PROTECT,
+        related_name="reporting_duties",
+        null=True,
+        blank=True,
+        verbose_name=_("tranche"),
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.DUE)
+    answers = models.JSONField(_("answers"), default=dict, blank=True)
+    submitted_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("submitted by"),
+    )
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    comment = models.TextField(_("officer's comment"), blank=True)
+
+    class Meta:
+        ordering = ["due_date", "id"]
+        verbose_name = _("reporting duty")
+        verbose_name_plural = _("reporting duties")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["award", "requirement", "sequence"], name="reporting_duty_once_per_award"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="due") | (Q(submitted_by__isnull=False) & Q(submitted_at__isnull=False)),
+                name="reported_duty_has_submission",
+            ),
+        ]
+        indexes = [
+            # The overdue and due-soon listings (dashboard, reminders): outstanding duties by date.
+            models.Index(fields=["status", "due_date"], name="duty_status_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.award.reference} {self.kind} #{self.sequence} ({self.due_date})"
+
+
+def report_attachment_path(instance: "ReportAttachment", filename: str) -> str:
+    return f"reports/{instance.duty_id}/{filename}"
+
+
+class ReportAttachment(models.Model):
+    duty = models.ForeignKey(ReportingDuty, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(_("file"), upload_to=report_attachment_path)
+    original_name = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    uploaded_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["uploaded_at"]
+        verbose_name = _("report attachment")
+        verbose_name_plural = _("report attachments")
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
 class Recovery(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", _("open")
         RECEIVED = "received", _("received in full")
         WAIVED = "waived", _("waived")
 
-    award = models.ForeignKey(Award, on_delete=models.PROTECT, related_name="recoveries")
+    award = models.ForeignKey(
+        Award, on_delete=models.PROTECT, related_name="recoveries", verbose_name=_("award")
+    )
     amount = MoneyField(_("amount demanded"))
     received = MoneyField(_("amount received"), default=0, editable=False)
     due_date = models.DateField(_("due date"))
     reason = models.CharField(_("reason"), max_length=500)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
-    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    receipts = models.PositiveSmallIntegerField(default=0, editable=False)
+    created_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    receipts = models.PositiveSmallIntegerField(_("receipts"), default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -541,6 +1021,119 @@ class Recovery(models.Model):
         return f"recovery of {self.amount} from {self.award}"
 
 
+class Proposal(models.Model):
+    """A decision above the pool's threshold, made by one officer and awaiting a second (maker-checker).
+
+    An approval or an upward amendment reserves its amount against every budget level while it waits (RESERVE
+    ledger entries; the reserved counters); confirmation releases the reservation and commits through the same
+    approval or amendment service as a direct decision; sending back or expiry releases it. A payment proposal
+    reserves nothing (a payment moves money within what is committed). Transitions and who may take them:
+    grants.workflow.PROPOSAL."""
+
+    class Kind(models.TextChoices):
+        APPROVAL = "approval", _("approval")
+        AMENDMENT = "amendment", _("amendment")
+        PAYMENT = "payment", _("payment")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("awaiting confirmation")
+        CONFIRMED = "confirmed", _("confirmed")
+        SENT_BACK = "sent_back", _("sent back")
+        EXPIRED = "expired", _("expired")
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="proposals", verbose_name=_("funding pool")
+    )
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="proposals", verbose_name=_("institution")
+    )
+    application = models.ForeignKey(
+        Application,
+        on_delete=models.PROTECT,
+        related_name="proposals",
+        null=True,
+        blank=True,
+        verbose_name=_("application"),
+    )
+    # The award amended, or (once an approval is confirmed) the award it created.
+    award = models.ForeignKey(
+        Award,
+        on_delete=models.PROTECT,
+        related_name="proposals",
+        null=True,
+        blank=True,
+        verbose_name=_("award"),
+    )
+    tranche = models.ForeignKey(
+        Tranche,
+        on_delete=models.PROTECT,
+        related_name="proposals",
+        null=True,
+        blank=True,
+        verbose_name=_("tranche"),
+    )
+    # The award's amount (approval, amendment: the new amount) or the payment's.
+    amount = MoneyField(_("amount"))
+    # What the confirmation replays: the schedule, note, reason, payment reference, as the proposer gave them.
+    terms = models.JSONField(default=dict, blank=True)
+    proposed_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("proposed by")
+    )
+    proposed_at = models.DateTimeField(_("proposed at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    decided_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.CharField(_("decision note"), max_length=500, blank=True)
+    # The proposer's Idempotency-Key: a retried proposal returns the first instead of making a second.
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-proposed_at"]
+        verbose_name = _("proposal")
+        verbose_name_plural = _("proposals")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="proposal_amount_positive"),
+            models.CheckConstraint(
+                condition=(Q(kind="approval") & Q(application__isnull=False))
+                | (Q(kind="amendment") & Q(award__isnull=False))
+                | (Q(kind="payment") & Q(tranche__isnull=False)),
+                name="proposal_has_its_object",
+            ),
+            # One decision at a time per object: a second proposal would reserve the same money twice.
+            models.UniqueConstraint(
+                fields=["application"],
+                condition=Q(status="pending", kind="approval"),
+                name="proposal_one_pending_per_application",
+            ),
+            models.UniqueConstraint(
+                fields=["award"],
+                condition=Q(status="pending", kind="amendment"),
+                name="proposal_one_pending_per_award",
+            ),
+            models.UniqueConstraint(
+                fields=["tranche"],
+                condition=Q(status="pending", kind="payment"),
+                name="proposal_one_pending_per_tranche",
+            ),
+        ]
+        indexes = [
+            # The expiry sweep: pending proposals whose time has passed.
+            models.Index(fields=["status", "expires_at"], name="proposal_status_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {format_money(self.amount)} ({self.get_status_display()})"
+
+
 # --- Ledger, tracking, alerts, audit --------------------------------------------------------------------------
 
 
@@ -553,17 +1146,39 @@ class LedgerEntry(models.Model):
         DECOMMIT = "decommit", _("de-commit")
         DISBURSE = "disburse", _("disburse")
         RECOVER = "recover", _("recover")
+        RESERVE = "reserve", _("reserve")
+        RELEASE = "release", _("release")
+        # The close of a fiscal year (grants.services.fiscal): an unspent balance carried from the closed year
+        # (CARRY_OUT) into the next (CARRY_IN), or lapsed back as surplus (LAPSE).
+        CARRY_OUT = "carry_out", _("carry over (out)")
+        CARRY_IN = "carry_in", _("carry over (in)")
+        LAPSE = "lapse", _("lapse")
 
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     amount = MoneyField(_("amount"))
-    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="ledger_entries")
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="ledger_entries", verbose_name=_("funding pool")
+    )
     fiscal_year = models.PositiveSmallIntegerField(_("fiscal year"))
-    award = models.ForeignKey(Award, on_delete=models.PROTECT, related_name="ledger_entries", null=True)
-    tranche = models.ForeignKey(Tranche, on_delete=models.PROTECT, related_name="ledger_entries", null=True)
-    actor = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True)
+    award = models.ForeignKey(
+        Award, on_delete=models.PROTECT, related_name="ledger_entries", null=True, verbose_name=_("award")
+    )
+    tranche = models.ForeignKey(
+        Tranche, on_delete=models.PROTECT, related_name="ledger_entries", null=True, verbose_name=_("tranche")
+    )
+    # The proposal whose reservation a RESERVE or RELEASE entry holds or gives back.
+    proposal = models.ForeignKey(
+        "Proposal", on_delete=models.PROTECT, related_name="ledger_entries", null=True, blank=True
+    )
+    actor = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, verbose_name=_("actor")
+    )
     created_at = models.DateTimeField(_("time"), default=timezone.now)
     reason = models.CharField(_("reason"), max_length=300)
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    # CARRY_OUT, CARRY_IN and LAPSE entries: the fiscal year the money was first allotted for. A balance may be
+    # carried over for a limited number of years after it (Programme.carry_over_years).
+    origin_year = models.PositiveSmallIntegerField(_("allotted for fiscal year"), null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -587,19 +1202,30 @@ LEDGER_EFFECTS: dict[str, tuple[str, int]] = {
     LedgerEntry.Kind.DECOMMIT: ("committed", -1),
     LedgerEntry.Kind.DISBURSE: ("disbursed", 1),
     LedgerEntry.Kind.RECOVER: ("disbursed", -1),
+    LedgerEntry.Kind.RESERVE: ("reserved", 1),
+    LedgerEntry.Kind.RELEASE: ("reserved", -1),
+    # Only allotments keep these counters: carrying over moves room between two years of one pool (its committed
+    # money does not change), and lapsed money stays within the pool's cap, unusable in its closed year.
+    LedgerEntry.Kind.CARRY_OUT: ("carried_out", 1),
+    LedgerEntry.Kind.CARRY_IN: ("carried_in", 1),
+    LedgerEntry.Kind.LAPSE: ("lapsed", 1),
 }
+# The counters only fiscal-year allotments keep.
+ALLOTMENT_ONLY_COUNTERS = ("carried_in", "carried_out", "lapsed")
 
 
 class UsageSnapshot(models.Model):
-    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="snapshots")
-    taken_at = models.DateTimeField(default=timezone.now)
-    cap = MoneyField()
-    committed = MoneyField()
-    disbursed = MoneyField()
-    available = MoneyField()
-    pipeline = MoneyField(default=0)
-    ledger_committed = MoneyField()
-    ledger_disbursed = MoneyField()
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="snapshots", verbose_name=_("funding pool")
+    )
+    taken_at = models.DateTimeField(_("taken at"), default=timezone.now)
+    cap = MoneyField(_("cap"))
+    committed = MoneyField(_("committed"))
+    disbursed = MoneyField(_("disbursed"))
+    available = MoneyField(_("available"))
+    pipeline = MoneyField(_("pipeline"), default=0)
+    ledger_committed = MoneyField(_("committed by the ledger"))
+    ledger_disbursed = MoneyField(_("disbursed by the ledger"))
 
     class Meta:
         ordering = ["-taken_at"]
@@ -626,20 +1252,27 @@ class BudgetAlert(models.Model):
         WARNING = "warning", _("warning")
         CRITICAL = "critical", _("critical")
 
-    pool = models.ForeignKey(FundingPool, on_delete=models.PROTECT, related_name="alerts")
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="alerts", verbose_name=_("funding pool")
+    )
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     severity = models.CharField(_("severity"), max_length=10, choices=Severity.choices)
     # What the alert is about: a threshold in % for THRESHOLD, a fiscal year for ALLOTMENT, 0 otherwise.
-    subject = models.IntegerField(default=0)
+    subject = models.IntegerField(_("subject"), default=0)
     message = models.CharField(_("message"), max_length=500)
-    figures = models.JSONField(default=dict)
-    raised_at = models.DateTimeField(default=timezone.now)
+    figures = models.JSONField(_("figures"), default=dict)
+    raised_at = models.DateTimeField(_("raised at"), default=timezone.now)
     # Set by the tracking job when the condition no longer holds: a later crossing raises a new alert.
-    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(_("cleared at"), null=True, blank=True)
     acknowledged_by = models.ForeignKey(
-        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+        User,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("acknowledged by"),
     )
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-raised_at"]
@@ -661,17 +1294,21 @@ class BudgetAlert(models.Model):
 class AuditEvent(models.Model):
     """Who did what to which object, when, from where, with the values before and after. Append-only."""
 
-    actor = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True)
+    actor = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, verbose_name=_("actor")
+    )
     action = models.CharField(_("action"), max_length=60)
     object_type = models.CharField(_("object type"), max_length=60)
     object_id = models.CharField(_("object id"), max_length=40)
     object_repr = models.CharField(_("object"), max_length=200)
     # Scoping: the city the object belongs to, so auditors and officers see only their cities' events.
-    city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="+", null=True)
-    before = models.JSONField(null=True)
-    after = models.JSONField(null=True)
-    remote_addr = models.GenericIPAddressField(null=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    city = models.ForeignKey(
+        City, on_delete=models.PROTECT, related_name="+", null=True, verbose_name=_("city")
+    )
+    before = models.JSONField(_("before"), null=True)
+    after = models.JSONField(_("after"), null=True)
+    remote_addr = models.GenericIPAddressField(_("address"), null=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
 
     class Meta:
         ordering = ["-id"]
@@ -695,8 +1332,10 @@ class WebhookEndpoint(models.Model):
     secret = models.CharField(_("signing secret"), max_length=128)
     events = models.JSONField(_("events"), default=list, blank=True, help_text=_("Empty: every event."))
     active = models.BooleanField(_("active"), default=True)
-    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("webhook endpoint")
@@ -712,17 +1351,19 @@ class WebhookDelivery(models.Model):
         DELIVERED = "delivered", _("delivered")
         FAILED = "failed", _("failed")
 
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries")
-    event_id = models.CharField(max_length=100)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries", verbose_name=_("endpoint")
+    )
+    event_id = models.CharField(_("event id"), max_length=100)
     event = models.CharField(_("event"), max_length=60)
-    payload = models.JSONField()
+    payload = models.JSONField(_("payload"))
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_status_code = models.PositiveSmallIntegerField(null=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    delivered_at = models.DateTimeField(null=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(_("last status code"), null=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True)
 
     class Meta:
         ordering = ["-id"]
@@ -751,24 +1392,26 @@ class ExportJob(models.Model):
         FAILED = "failed", _("failed")
         EXPIRED = "expired", _("expired")
 
-    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="export_jobs")
-    report = models.CharField(max_length=40)
-    format = models.CharField(max_length=10)
-    params = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    file = models.FileField(upload_to="exports/", blank=True)
-    row_count = models.PositiveIntegerField(null=True)
-    error = models.CharField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="export_jobs", verbose_name=_("requested by")
+    )
+    report = models.CharField(_("report"), max_length=40)
+    format = models.CharField(_("format"), max_length=10)
+    params = models.JSONField(_("parameters"), default=dict)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    file = models.FileField(_("file"), upload_to="exports/", blank=True)
+    row_count = models.PositiveIntegerField(_("rows"), null=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
     # Runs started; the run's number is its claim, so a run that lost the job cannot finish it.
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     # When the sweep looks again: a pending job not picked up by then lost its message; a running one past it
     # whose worker no longer holds it (row lock on PostgreSQL, the renewed lease elsewhere) died with its worker.
     sweep_after = models.DateTimeField(default=timezone.now)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True)
-    finished_at = models.DateTimeField(null=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True)
     # The file is deleted by the sweep after this (JOBS_EXPORT_RETENTION_HOURS after it was written).
-    expires_at = models.DateTimeField(null=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True)
 
     class Meta:
         ordering = ["-id"]
@@ -799,13 +1442,15 @@ class ExportJob(models.Model):
 class ApiToken(models.Model):
     """A per-user API token. Only a hash is stored; the key is shown once, when created."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
     name = models.CharField(_("name"), max_length=100)
-    prefix = models.CharField(max_length=12, db_index=True)
+    prefix = models.CharField(_("prefix"), max_length=12, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -819,14 +1464,14 @@ class ApiToken(models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a POST carrying an Idempotency-Key, replayed for retries with the same body."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=200)
-    method = models.CharField(max_length=10)
-    path = models.CharField(max_length=300)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", verbose_name=_("user"))
+    key = models.CharField(_("key"), max_length=200)
+    method = models.CharField(_("method"), max_length=10)
+    path = models.CharField(_("path"), max_length=300)
     body_hash = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField(null=True)
+    status_code = models.PositiveSmallIntegerField(_("status code"), null=True)
     response_body = models.JSONField(null=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")]
@@ -857,3 +1502,110 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"money moved in pool {self.pool_id}: entries {self.entry_ids}"
+
+
+# --- Notices to people (grants/services/notifications.py) ---------------------------------------------------
+
+
+class UserProfile(models.Model):
+    """What the site remembers about a person beyond django.contrib.auth: the language they read it in (e-mails
+    sent while they are away use it) and the notices they do not want by e-mail."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="profile")
+    language = models.CharField(
+        _("language"), max_length=10, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
+    # Events turned off (not those turned on): an event added later reaches everyone until they turn it off.
+    email_muted = models.JSONField(_("notices not sent by e-mail"), default=list, blank=True)
+
+    class Meta:
+        verbose_name = _("user profile")
+        verbose_name_plural = _("user profiles")
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+
+class Notification(models.Model):
+    """One notice to one person, shown in their portal list; rendered in the reader's language when read."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(_("event"), max_length=40)
+    # What it is about (application, award, tranche, review ...): its link.
+    object_type = models.CharField(max_length=40)
+    object_id = models.BigIntegerField()
+    context = models.JSONField(default=dict)
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("notice")
+        verbose_name_plural = _("notices")
+        indexes = [
+            # A user's list, newest first (the portal page and the API).
+            models.Index(fields=["user", "-id"], name="notice_user_idx"),
+            # The unread count in every portal page's navigation.
+            models.Index(fields=["user"], condition=Q(read_at__isnull=True), name="notice_unread_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.user}"
+
+
+class NotificationEmail(models.Model):
+    """The outbox row of one notice's e-mail, written with the notice in the announcing transaction and sent by
+    the worker after COMMIT (grants.services.notifications.send_email). `claimed_until` is the lease of the run
+    sending it; `next_attempt_at` when beat's sweep may pick it up if its queued task was lost."""
+
+    notification = models.OneToOneField(
+        Notification, on_delete=models.CASCADE, related_name="email", verbose_name=_("notice")
+    )
+    created_at = models.DateTimeField(_("written at"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("given up at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("notice e-mail")
+        verbose_name_plural = _("notice e-mails")
+        indexes = [
+            # The sweep: e-mails neither sent nor given up whose next attempt is due.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(sent_at__isnull=True, failed_at__isnull=True),
+                name="notice_email_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"e-mail of notice {self.notification_id}"
+
+
+class Reminder(models.Model):
+    """That a reminder about one item (a reporting duty) was sent: at most one per item and kind, so a second
+    run of the daily job, or two at once, sends nothing more (the second insert fails)."""
+
+    class Kind(models.TextChoices):
+        DUE_30 = "due_30", _("due in 30 days")
+        DUE_7 = "due_7", _("due in 7 days")
+        OVERDUE = "overdue", _("overdue")
+
+    item_type = models.CharField(max_length=40)
+    item_id = models.BigIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
+        constraints = [
+            models.UniqueConstraint(fields=["item_type", "item_id", "kind"], name="reminder_once_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reminder for {self.item_type} {self.item_id}"

@@ -4,10 +4,13 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.db import models
+from django.utils.translation import get_language
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
 MAX_DIGITS = 18
+WAN = Decimal("10000")
+YI = Decimal("100000000")
 
 
 class MoneyField(models.DecimalField):
@@ -65,12 +68,17 @@ def split_largest_remainder(total: Decimal, weights: list[int] | list[Decimal]) 
 
 
 def format_money(amount: Decimal, language: str | None = None) -> str:
-    """Thousands-separated yuan; in Chinese, 亿元 / 万元 where that reads naturally."""
+    """An amount for people, in `language` (by default the active one): the one money format of the templates,
+    the admin, the services' messages and the notices.
+
+    English: CNY 1,234,567.50. Chinese: 亿元 or 万元 where the amount is a round figure in them (two decimals at most:
+    6 亿元, 2.5 亿元, 300 万元, 123.45 万元), otherwise yuan with separators (1,234,567.89 元), so that no fen is lost.
+    """
     amount = to_money(amount)
-    if language and language.startswith("zh"):
-        if abs(amount) >= Decimal("100000000"):
-            return f"{(amount / Decimal('100000000')).normalize():f} 亿元"
-        if abs(amount) >= Decimal("10000") and amount % Decimal("100") == 0:
-            return f"{(amount / Decimal('10000')).normalize():f} 万元"
+    language = language or get_language() or ""
+    if language.startswith("zh"):
+        for unit, name in ((YI, "亿元"), (WAN, "万元")):
+            if abs(amount) >= unit and amount % (unit / 100) == 0:
+                return f"{(amount / unit).normalize():f} {name}"
         return f"{amount:,.2f} 元"
     return f"CNY {amount:,.2f}"

@@ -16,10 +16,25 @@ filters, ordering and pagination, and the database does the scoping in the same 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, Func, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Avg,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce
 
 from cities.models import City
@@ -28,19 +43,24 @@ from grants.models import (
     Application,
     AuditEvent,
     Award,
+    AwardAgreement,
     BudgetAlert,
+    DuplicateFlag,
     FundingPool,
     Institution,
     InstitutionMember,
     LedgerEntry,
     MilestoneReport,
     Programme,
+    Proposal,
     Recovery,
+    ReportingDuty,
     Review,
     Tranche,
 )
 from grants.money import ZERO
 from grants.roles import Role, city_ids, roles_of
+from grants.workflow import OPEN_TRANCHE
 
 UserLike = Any
 CITY_STAFF = {Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER, Role.AUDITOR}
@@ -114,6 +134,17 @@ def figures_city_ids(user: UserLike) -> set[int] | None:
     return city_ids(user)
 
 
+def staff_cities(user: UserLike) -> QuerySet[City]:
+    """The cities where the user is city staff (officer, finance officer, auditor): where budget setup may be
+    asked for at all. Anything else is a 404; the role is checked after (403)."""
+    return City.objects.filter(_staff_cities(user, "id"))
+
+
+def staff_programmes(user: UserLike) -> QuerySet[Programme]:
+    """The programmes of the user's staff cities (not the open calls everyone reads): what setup may change."""
+    return Programme.objects.filter(_staff_cities(user, "city_id")).select_related("city")
+
+
 def pools_with_figures(user: UserLike) -> QuerySet[FundingPool]:
     """The pools whose internal figures the user sees (the budget report's scope)."""
     return FundingPool.objects.filter(_staff_cities(user, "programme__city_id")).select_related(
@@ -139,24 +170,54 @@ def institutions(user: UserLike) -> QuerySet[Institution]:
 def applications(user: UserLike) -> QuerySet[Application]:
     if not user.is_authenticated:
         return Application.objects.none()
-    scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "institution_id")
+    # City staff see an application from its first submission on: a draft never submitted is its institution's.
+    scope = (_staff_cities(user, "pool__programme__city_id") & ~never_submitted()) | _member_of(
+        user, "institution_id"
+    )
     if Role.REVIEWER in roles_of(user):
-        scope |= Q(Exists(Review.objects.filter(application_id=OuterRef("pk"), reviewer_id=user.pk)))
+        scope |= Q(Exists(cleared_reviews(user).filter(application_id=OuterRef("pk"))))
     return Application.objects.filter(scope).select_related("pool__programme__city", "institution")
+
+
+def cleared_reviews(user: UserLike) -> QuerySet[Review]:
+    """The user's reviews whose application they may read (its text, budget and files): those where they declared
+    no conflict of interest with the applicant (grants/services/reviews.py). Before that a reviewer sees only who
+    applied, through the review itself. The one scope the API, the admin and the portal ask for reviewers."""
+    if not user.is_authenticated:
+        return Review.objects.none()
+    return Review.objects.filter(reviewer_id=user.pk, declaration=Review.Declaration.NO_CONFLICT)
+
+
+def duplicate_flags(user: UserLike) -> QuerySet[DuplicateFlag]:
+    """Duplicate-funding flags on the applications of the staff's cities (the other application is shown only as
+    reference, city, status and amount: grants/services/duplicates.py `view`)."""
+    return DuplicateFlag.objects.filter(_staff_cities(user, "application__pool__programme__city_id"))
 
 
 def reviews(user: UserLike) -> QuerySet[Review]:
     if not user.is_authenticated:
         return Review.objects.none()
     scope = _staff_cities(user, "application__pool__programme__city_id") | Q(reviewer_id=user.pk)
-    return Review.objects.filter(scope).select_related("application", "reviewer")
+    return Review.objects.filter(scope).select_related(
+        "application__pool__programme__city", "application__institution", "reviewer"
+    )
 
 
 def awards(user: UserLike) -> QuerySet[Award]:
     if not user.is_authenticated:
         return Award.objects.none()
     scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "institution_id")
-    return Award.objects.filter(scope).select_related("pool__programme__city", "institution")
+    return Award.objects.filter(scope).select_related("pool__programme__city", "institution", "agreement")
+
+
+def proposals(user: UserLike) -> QuerySet[Proposal]:
+    """Decisions proposed for a second officer (maker-checker): an internal step, for the staff of their city
+    only (applicants see the application under review until it is decided)."""
+    if not user.is_authenticated:
+        return Proposal.objects.none()
+    return Proposal.objects.filter(_staff_cities(user, "pool__programme__city_id")).select_related(
+        "pool__programme__city", "application", "award", "tranche", "proposed_by", "decided_by"
+    )
 
 
 def tranches(user: UserLike) -> QuerySet[Tranche]:
@@ -173,6 +234,56 @@ def milestone_reports(user: UserLike) -> QuerySet[MilestoneReport]:
         user, "tranche__award__institution_id"
     )
     return MilestoneReport.objects.filter(scope).select_related("tranche__award")
+
+
+def agreements(user: UserLike) -> QuerySet[AwardAgreement]:
+    if not user.is_authenticated:
+        return AwardAgreement.objects.none()
+    scope = _staff_cities(user, "award__pool__programme__city_id") | _member_of(user, "award__institution_id")
+    return AwardAgreement.objects.filter(scope).select_related(
+        "award__pool__programme__city", "award__institution"
+    )
+
+
+def reporting_duties(user: UserLike) -> QuerySet[ReportingDuty]:
+    if not user.is_authenticated:
+        return ReportingDuty.objects.none()
+    scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "award__institution_id")
+    return ReportingDuty.objects.filter(scope).select_related(
+        "award__institution", "pool__programme__city", "requirement"
+    )
+
+
+# A duty the institution still owes: never submitted, or returned to it. Overdue = outstanding after its date.
+OUTSTANDING_DUTY = (ReportingDuty.Status.DUE, ReportingDuty.Status.RETURNED)
+
+
+def outstanding_duties(
+    duties: QuerySet[ReportingDuty] | None = None, *, due_by: date, only_live_awards: bool = True
+) -> QuerySet[ReportingDuty]:
+    """Duties still owed whose due date is on or before `due_by` (today for the overdue ones, today + 30 or 7 days
+    for reminders), oldest first; not those of terminated awards (which owe nothing more; a completed award still
+    owes its final reports) unless `only_live_awards` is False. Pass a scoped queryset (`reporting_duties(user)`)
+    to scope it; served by the (status, due_date) index."""
+    duties = ReportingDuty.objects.all() if duties is None else duties
+    found = duties.filter(status__in=OUTSTANDING_DUTY, due_date__lte=due_by)
+    if only_live_awards:
+        found = found.exclude(award__status=Award.Status.TERMINATED)
+    return found.order_by("due_date", "id")
+
+
+def overdue_duties(duties: QuerySet[ReportingDuty] | None = None, *, today: date) -> QuerySet[ReportingDuty]:
+    """Duties still owed after their due date (due_date < today)."""
+    return outstanding_duties(duties, due_by=today - timedelta(days=1))
+
+
+def is_overdue(duty: ReportingDuty, today: date) -> bool:
+    """The rule of `overdue_duties` for one duty (its award joined)."""
+    return (
+        duty.status in OUTSTANDING_DUTY
+        and duty.due_date < today
+        and duty.award.status != Award.Status.TERMINATED
+    )
 
 
 def recoveries(user: UserLike) -> QuerySet[Recovery]:
@@ -205,6 +316,12 @@ def audit_events(user: UserLike) -> QuerySet[AuditEvent]:
 PIPELINE_STATUSES = (Application.Status.SUBMITTED, Application.Status.UNDER_REVIEW)
 
 
+def never_submitted(prefix: str = "") -> Q:
+    """An application its institution has never submitted (a draft without a first submission): its own work in
+    progress, which staff pages leave out. `prefix` leads from the query's model to the application."""
+    return Q(**{f"{prefix}status": Application.Status.DRAFT, f"{prefix}submitted_at__isnull": True})
+
+
 def pipeline_of_pool(pool_ref: str = "pk") -> Func:
     """The pipeline of the pool whose id is `pool_ref` in the outer query, for `.annotate(pipeline=...)`: the
     requested amounts of its applications in PIPELINE_STATUSES, zero when there are none. A correlated
@@ -224,12 +341,17 @@ def pipeline_of_pool(pool_ref: str = "pk") -> Func:
 class LedgerTotals:
     committed: Decimal = ZERO
     disbursed: Decimal = ZERO
+    reserved: Decimal = ZERO
+    # Kept by fiscal-year allotments only (a year's close): grants.models.ALLOTMENT_ONLY_COUNTERS.
+    carried_in: Decimal = ZERO
+    carried_out: Decimal = ZERO
+    lapsed: Decimal = ZERO
 
 
 def ledger_totals(
     entries: QuerySet[LedgerEntry], *, by: Sequence[str] = ()
 ) -> dict[tuple[Any, ...], LedgerTotals]:
-    """Committed and disbursed money as the ledger entries say, per value of the `by` fields (e.g. ("pool_id",),
+    """Committed, disbursed and reserved money as the ledger entries say, per value of the `by` fields (e.g. ("pool_id",),
     ("pool_id", "fiscal_year"), ("fiscal_year",)); keyed by the tuple of those values, () when `by` is empty.
 
     One GROUP BY over (by..., kind), served by ledger_pool_kind_year_idx for a pool's entries; the signs are
@@ -239,6 +361,125 @@ def ledger_totals(
     for row in entries.values(*by, "kind").annotate(total=Sum("amount")).order_by():
         key = tuple(row[name] for name in by)
         counter, sign = LEDGER_EFFECTS[row["kind"]]
-        group = sums.setdefault(key, {"committed": ZERO, "disbursed": ZERO})
-        group[counter] += sign * row["total"]
+        group = sums.setdefault(key, {})
+        group[counter] = group.get(counter, ZERO) + sign * row["total"]
     return {key: LedgerTotals(**group) for key, group in sums.items()}
+
+
+# --- Overdue: one definition each, asked by the admin's filters and columns, the dashboard and the API ------------
+
+
+def overdue_tranche_q(today: date) -> Q:
+    """A tranche is overdue when its scheduled date has passed (before `today`, the site's local date) and it is
+    still open in the workflow (`workflow.OPEN_TRANCHE`: planned, payable or withheld; never paid nor cancelled).
+    Served by tranche_status_date_idx."""
+    return Q(status__in=OPEN_TRANCHE, scheduled_date__lt=today)
+
+
+def overdue_tranches(found: QuerySet[Tranche] | None = None, *, today: date) -> QuerySet[Tranche]:
+    """The overdue tranches of `found` (a scoped queryset, `tranches(user)`; every tranche if None), oldest
+    first."""
+    found = Tranche.objects.all() if found is None else found
+    return found.filter(overdue_tranche_q(today)).order_by("scheduled_date", "id")
+
+
+def tranche_is_overdue(tranche: Tranche, today: date) -> bool:
+    return tranche.status in OPEN_TRANCHE and tranche.scheduled_date < today
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """What is late in the user's cities, for the dashboard's panel: tranches not paid by their date and reports
+    not submitted by theirs (`overdue_duties`), each oldest first, at most `limit` of each, with the full counts."""
+
+    tranches: list[Tranche]
+    tranche_count: int
+    reports: list[Any]
+    report_count: int
+
+
+def overdue_for(user: UserLike, *, today: date, limit: int = 50) -> Overdue:
+    """Everything overdue in the user's scope, joined for display."""
+    tranche_qs = overdue_tranches(tranches(user), today=today).select_related(
+        "award__pool__programme__city", "award__institution"
+    )
+    report_qs = overdue_duties(reporting_duties(user), today=today)
+    return Overdue(
+        tranches=list(tranche_qs[:limit]),
+        tranche_count=tranche_qs.count(),
+        reports=list(report_qs[:limit]),
+        report_count=report_qs.count(),
+    )
+
+
+# --- Review ranking ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One application's place in its pool by its reviewers' average score (the mean of the three criteria,
+    1 to 5), with the spread between its reviewers (highest reviewer's mean minus lowest's: 0 when they agree)."""
+
+    rank: int
+    application: Application
+    reviews: int
+    average: Decimal
+    spread: Decimal
+    technical_merit: Decimal
+    feasibility: Decimal
+    impact: Decimal
+    fund: int
+
+
+def review_ranking(user: UserLike, *, pool_id: int | None = None) -> list[Ranked]:
+    """Applications with submitted reviews in the pools of the user's cities, ranked per pool by average score
+    (ties: more reviews first, then the reference). One grouped query over the submitted reviews; recused and
+    unsubmitted reviews count for nothing. The admin's ranking page and its tests ask it."""
+    submitted = Q(reviews__submitted_at__isnull=False)
+    total = F("reviews__technical_merit") + F("reviews__feasibility") + F("reviews__impact")
+    rows = (
+        Application.objects.filter(_staff_cities(user, "pool__programme__city_id"))
+        .filter(**({"pool_id": pool_id} if pool_id is not None else {}))
+        .annotate(
+            n=Count("reviews", filter=submitted),
+            avg_total=Avg(total, filter=submitted, output_field=FloatField()),
+            max_total=Max(total, filter=submitted),
+            min_total=Min(total, filter=submitted),
+            avg_tm=Avg("reviews__technical_merit", filter=submitted, output_field=FloatField()),
+            avg_f=Avg("reviews__feasibility", filter=submitted, output_field=FloatField()),
+            avg_i=Avg("reviews__impact", filter=submitted, output_field=FloatField()),
+            fund=Count("reviews", filter=submitted & Q(reviews__recommendation=Review.Recommendation.FUND)),
+        )
+        .filter(n__gt=0)
+        .select_related("pool__programme__city", "institution")
+        .order_by(
+            "pool__programme__city__code",
+            "pool__programme__code",
+            "pool__code",
+            "-avg_total",
+            "-n",
+            "reference",
+        )
+    )
+
+    def two(value: float) -> Decimal:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+
+    ranked: list[Ranked] = []
+    place: dict[int, int] = {}
+    for row in rows:
+        place[row.pool_id] = place.get(row.pool_id, 0) + 1
+        ranked.append(
+            Ranked(
+                rank=place[row.pool_id],
+                application=row,
+                reviews=row.n,
+                average=two(row.avg_total / 3),
+                spread=two((row.max_total - row.min_total) / 3),
+                technical_merit=two(row.avg_tm),
+                feasibility=two(row.avg_f),
+                impact=two(row.avg_i),
+                fund=row.fund,
+            )
+        )
+    return ranked

@@ -19,7 +19,17 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from grants.outage import Outage
-from grants.services import after_commit, exports, outbox, tracking, webhooks, windows
+from grants.services import (
+    after_commit,
+    exports,
+    notifications,
+    outbox,
+    proposals,
+    reminders,
+    tracking,
+    webhooks,
+    windows,
+)
 from grants.services.payments import release_due_tranches
 
 logger = logging.getLogger(__name__)
@@ -160,6 +170,17 @@ def _queue_deliveries(delivery_ids: list[int]) -> None:
             return
 
 
+def queue_notice_emails(email_ids: list[int]) -> None:
+    """After a commit that wrote notices: one task per e-mail, each retried on its own. Never raises: the e-mails
+    are in the outbox and beat's sweep sends them if the broker is down."""
+    for email_id in email_ids:
+        try:
+            send_notice_email.delay(email_id)
+        except Exception as exc:
+            logger.warning("could not queue notice e-mail %s; the sweep will: %s", email_id, exc)
+            return
+
+
 def queue_export(job_id: int) -> None:
     try:
         export.delay(job_id)
@@ -173,6 +194,7 @@ after_commit.connect(
     after_commit.Queue(
         money_moved=lambda pool_id, entry_ids: money_moved(pool_id, entry_ids),
         export=lambda job_id: queue_export(job_id),
+        notice_emails=lambda email_ids: queue_notice_emails(email_ids),
     )
 )
 
@@ -266,6 +288,12 @@ def release_tranches() -> int:
     return len(release_due_tranches())
 
 
+@shared_task(name="grants.expire_proposals", **RETRY)
+def expire_proposals() -> int:
+    """Proposals awaiting a second officer past their expiry: released (grants/services/proposals.py)."""
+    return len(proposals.expire_proposals())
+
+
 @shared_task(name="grants.close_windows", **RETRY)
 def close_windows() -> dict[str, list[int]]:
     return windows.close_windows()
@@ -307,3 +335,29 @@ def apply_retention() -> dict[str, int]:
     from grants.services import retention
 
     return retention.apply_retention().counts()
+
+
+# --- Notices (grants/services/notifications.py) ---------------------------------------------------------------
+# A failed send (the relay refused, timed out, was unreachable: OSError covers smtplib's errors) is retried by the
+# task a few times with short back-off, like the transient database failures above; longer waits are the sweep's,
+# from NotificationEmail.next_attempt_at, up to NOTIFY_EMAIL_MAX_ATTEMPTS sends in all.
+MAIL_RETRY: dict[str, Any] = {**RETRY, "autoretry_for": (OSError, OperationalError, InterfaceError)}
+
+
+@shared_task(name="grants.send_notice_email", **MAIL_RETRY)
+def send_notice_email(email_id: int) -> str:
+    return notifications.send_email(email_id)
+
+
+@shared_task(name="grants.sweep_notice_emails", **RETRY)
+def sweep_notice_emails() -> int:
+    """Queue the e-mails whose prompt task was lost or whose retries ran out before the relay came back."""
+    ids = notifications.emails_due()
+    queue_notice_emails(ids)
+    return len(ids)
+
+
+@shared_task(name="grants.send_reminders", **RETRY)
+def send_reminders() -> dict[str, int]:
+    """The daily reminders of reports due in 30 and 7 days and overdue; a second run the same day sends nothing."""
+    return reminders.send_reminders()

@@ -93,6 +93,16 @@ def restore_roles() -> None:
             group.permissions.add(
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )
+    # Later data migrations grant the roles permissions on their own new models (codenames of the grants app).
+    for module in LATER_GRANTS:
+        for role, codenames in importlib.import_module(module).GRANTS.items():
+            group, _created = Group.objects.get_or_create(name=role)
+            group.permissions.add(
+                *Permission.objects.filter(content_type__app_label="grants", codename__in=codenames)
+            )
+
+
+LATER_GRANTS = ("grants.migrations.0008_maker_checker", "grants.migrations.0012_agreements_reporting")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 alice: Shanghai programme officer · bob: Hangzhou programme officer · carol: applicant (Shanghai startup)
 dave: finance officer (Shanghai) · erin: auditor (all cities) · rita: reviewer (Shanghai)
+frank: a second Shanghai finance officer, who pays what dave released (the releaser may not pay it)
 """
 
 import os
@@ -60,6 +61,13 @@ def _plain_static_files(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _second_factor_optional(settings):
+    """Staff personas sign in with force_login(); the tests of the second factor (tests/grants/test_second_factor.py
+    and the deploy test over gunicorn) turn the production default back on."""
+    settings.SECOND_FACTOR_REQUIRED = False
+
+
 @pytest.fixture
 def shanghai(db):
     return f.city("SH")
@@ -88,6 +96,11 @@ def carol(db):
 @pytest.fixture
 def dave(shanghai):
     return f.user("dave", roles=(Role.FINANCE_OFFICER,), cities=(shanghai,))
+
+
+@pytest.fixture
+def frank(shanghai):
+    return f.second_finance(shanghai)
 
 
 @pytest.fixture

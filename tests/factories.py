@@ -10,7 +10,19 @@ from django.utils import timezone
 
 from cities.models import City, StaffScope
 from grants import services
-from grants.models import Application, Award, FundingPool, Institution, InstitutionMember, Programme
+from grants.models import (
+    Application,
+    Award,
+    FundingPool,
+    Institution,
+    InstitutionMember,
+    Programme,
+    ReportField,
+    ReportRequirement,
+)
+from grants.roles import Role
+from grants.services.agreements import accept_agreement
+from grants.services.reviews import declare_conflict
 
 _seq = count(1)
 
@@ -60,6 +72,14 @@ def user(
     return obj
 
 
+def second_finance(city_obj: City) -> User:
+    """A second finance officer of the city, the same one on every call: whoever released a tranche may not pay it
+    (grants.workflow.separated), so a test that releases as one finance officer pays as this one."""
+    username = f"frank_{city_obj.code.lower()}"
+    existing = User.objects.filter(username=username).first()
+    return existing or user(username, roles=(Role.FINANCE_OFFICER,), cities=(city_obj,))
+
+
 def programme(city_obj: City, *, code: str = "2025", total: str = "1000000000", **kw: Any) -> Programme:
     now = timezone.now()
     defaults: dict[str, Any] = {
@@ -105,6 +125,29 @@ def institution(city_obj: City, member: User | None = None, *, type: str = "sme"
     return obj
 
 
+# Distinct projects, so that an institution's second application is not flagged as a duplicate of its first
+# (grants/services/duplicates.py) unless a test means it to be.
+PROJECTS = (
+    "Speech corpus licensing",
+    "Robot vision dataset",
+    "Edge inference chip evaluation",
+    "Medical imaging foundation model",
+    "Autonomous driving simulator",
+    "Legal document parser",
+    "Climate forecasting network",
+    "Protein structure cluster",
+    "Retail demand forecaster",
+    "Handwriting recognition benchmark",
+    "Factory defect detector",
+    "Dialect translation service",
+)
+
+
+def _project_title(inst: Institution) -> str:
+    earlier = Application.objects.filter(institution=inst).count()
+    return "GPU rental for model training" if earlier == 0 else PROJECTS[(earlier - 1) % len(PROJECTS)]
+
+
 def application(
     pool_obj: FundingPool,
     inst: Institution,
@@ -114,12 +157,13 @@ def application(
     cost: str = "10000000",
     years: int = 1,
     start: date | None = None,
+    title: str | None = None,
 ) -> Application:
     return services.create_application(
         actor=applicant,
         institution=inst,
         pool=pool_obj,
-        title="GPU rental for model training",
+        title=title or _project_title(inst),
         eligible_cost=Decimal(cost),
         requested_amount=Decimal(requested),
         duration_years=years,
@@ -131,6 +175,7 @@ def reviewed(app: Application, applicant: User, officer: User, reviewer: User) -
     """Submit, assign a reviewer, review: ready for a decision."""
     services.submit_application(application=app, actor=applicant)
     (review,) = services.assign_reviewers(application=app, actor=officer, reviewers=[reviewer])
+    declare_conflict(review=review, actor=reviewer, conflict=False)
     services.submit_review(
         review=review, actor=reviewer, technical_merit=4, feasibility=4, impact=5, recommendation="fund"
     )
@@ -148,8 +193,11 @@ def award(
     requested: str = "1000000",
     years: int = 1,
     start: date | None = None,
+    accepted: bool = True,
     **approve_kw: Any,
 ) -> Award:
+    """An approved award; with `accepted` (the default), its agreement accepted by the applicant, so that its
+    tranches can be released."""
     app = application(
         pool_obj,
         inst,
@@ -160,4 +208,50 @@ def award(
         cost=str(Decimal(requested) * 4),
     )
     reviewed(app, applicant, officer, reviewer)
-    return services.approve_application(application=app, actor=officer, **approve_kw)
+    awarded = services.approve_application(application=app, actor=officer, **approve_kw)
+    if accepted:
+        accept_agreement(agreement=awarded.agreement, actor=applicant)
+    return awarded
+
+
+def report_requirements(pool_obj: FundingPool) -> tuple[ReportRequirement, ReportRequirement]:
+    """A progress report every 6 months and at the end (standing for milestone reports) and a financial report at
+    the end with a document attached."""
+    progress = ReportRequirement.objects.create(
+        pool=pool_obj,
+        kind=ReportRequirement.Kind.PROGRESS,
+        name_en="Progress report",
+        name_zh="进展报告",
+        every_months=6,
+        at_end=True,
+        gates_milestones=True,
+    )
+    ReportField.objects.create(
+        requirement=progress, name="progress", label_en="Progress made", label_zh="取得的进展", position=1
+    )
+    ReportField.objects.create(
+        requirement=progress,
+        name="gpu_hours",
+        label_en="GPU hours used",
+        label_zh="已用 GPU 小时",
+        type=ReportField.Type.NUMBER,
+        required=False,
+        position=2,
+    )
+    financial = ReportRequirement.objects.create(
+        pool=pool_obj,
+        kind=ReportRequirement.Kind.FINANCIAL,
+        name_en="Financial report",
+        name_zh="财务报告",
+        at_end=True,
+        attachment_required=True,
+    )
+    ReportField.objects.create(
+        requirement=financial,
+        name="spent",
+        label_en="Spent to date",
+        label_zh="累计支出",
+        type=ReportField.Type.MONEY,
+        position=1,
+    )
+    return progress, financial

@@ -1,5 +1,5 @@
 """Budget administration in the Django admin (§7). Registering the model admins is importing their modules."""
 
-from grants.admin import applications, awards, programmes, records
+from grants.admin import applications, awards, notices, programmes, proposals, records, reporting, reviews
 
-__all__ = ["applications", "awards", "programmes", "records"]
+__all__ = ["applications", "awards", "notices", "programmes", "proposals", "records", "reporting", "reviews"]

@@ -21,6 +21,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -32,15 +33,19 @@ from grants.admin.base import (
     ReadOnlyInline,
     ScopedAdmin,
     city_scope,
+    iso_date_input,
     money,
     transition,
     utilisation_bar,
 )
+from grants.admin.proposals import proposals_of
+from grants.admin.reviews import DuplicateFlagInline
 from grants.errors import DomainError
-from grants.models import Application, Attachment, Review
+from grants.models import Application, Attachment, Proposal, Review
 from grants.money import ZERO
 from grants.roles import Role, city_ids, has_role, roles_of
-from grants.selectors import PIPELINE_STATUSES
+from grants.selectors import PIPELINE_STATUSES, cleared_reviews, never_submitted
+from grants.services.approval import approval_refusal
 from grants.services.levels import cost_share_limit, levels_now, rate_for
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
@@ -75,28 +80,11 @@ class ReturnForm(OperationForm):
     note = forms.CharField(label=gettext_lazy("what must change"), widget=forms.Textarea(attrs={"rows": 3}))
 
 
-class ReviewForm(OperationForm):
-    SCORES = [(i, str(i)) for i in range(1, 6)]
-    technical_merit = forms.TypedChoiceField(
-        label=gettext_lazy("technical merit"), choices=SCORES, coerce=int
-    )
-    feasibility = forms.TypedChoiceField(label=gettext_lazy("feasibility"), choices=SCORES, coerce=int)
-    impact = forms.TypedChoiceField(label=gettext_lazy("impact"), choices=SCORES, coerce=int)
-    recommendation = forms.ChoiceField(
-        label=gettext_lazy("recommendation"), choices=Review.Recommendation.choices
-    )
-    recommended_amount = forms.DecimalField(
-        label=gettext_lazy("recommended amount"), required=False, max_digits=18, decimal_places=2, min_value=0
-    )
-    comment = forms.CharField(
-        label=gettext_lazy("comment"), widget=forms.Textarea(attrs={"rows": 4}), required=False
-    )
-
-
 class ReviewInline(ReadOnlyInline):
     model = Review
     fields = (
         "reviewer",
+        "declaration",
         "technical_merit",
         "feasibility",
         "impact",
@@ -162,7 +150,7 @@ class ApplicationAdmin(ScopedAdmin):
     )
     list_select_related = ("institution", "pool__programme__city")
     date_hierarchy = "submitted_at"
-    inlines = (ReviewInline, AttachmentInline)
+    inlines = (DuplicateFlagInline, ReviewInline, AttachmentInline)
     readonly_fields = (
         "reference",
         "institution",
@@ -178,6 +166,7 @@ class ApplicationAdmin(ScopedAdmin):
         "decided_at",
         "decision_note",
         "award_link",
+        "proposals_",
     )
     fields = readonly_fields
     export_fields = (
@@ -206,6 +195,7 @@ class ApplicationAdmin(ScopedAdmin):
             roles=workflow.roles_for(Application, S.UNDER_REVIEW),
             form_class=AssignReviewersForm,
             available=lambda app: app.status in workflow.ASSIGNABLE,
+            bulk_label=gettext_lazy("Assign reviewers to the selected applications"),
         ),
         transition(
             "return",
@@ -229,9 +219,11 @@ class ApplicationAdmin(ScopedAdmin):
     def scope_q(self, request: HttpRequest) -> Q:
         q = city_scope(request.user, self.city_path)
         if Role.REVIEWER in roles_of(request.user):
-            # A reviewer sees the applications assigned to them, wherever an officer scope does not reach.
-            q |= Q(pk__in=Review.objects.filter(reviewer_id=request.user.pk).values("application_id"))
-        return q
+            # A reviewer sees the applications assigned to them once they declared no conflict of interest,
+            # wherever an officer scope does not reach.
+            q |= Q(pk__in=cleared_reviews(request.user).values("application_id"))
+        # A draft never submitted is its institution's own work in progress: staff see it from its submission on.
+        return q & ~never_submitted()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # applications come from institutions, through the portal or the API
@@ -285,6 +277,25 @@ class ApplicationAdmin(ScopedAdmin):
         if not has_role(request.user, Role.PROGRAMME_OFFICER):
             raise PermissionDenied
         change_url = reverse("admin:grants_application_change", args=[application.pk])
+        # Not before it can succeed: the service's own check says why not and what to do first.
+        refusal = approval_refusal(application, application.pool)
+        # A proposal awaiting a second officer is decided (or sent back) first: its page says so and links it.
+        pending = application.proposals.filter(
+            kind=Proposal.Kind.APPROVAL, status=Proposal.Status.PENDING
+        ).first()
+        if refusal is not None or pending is not None:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": _("Approve %(app)s") % {"app": application},
+                "application": application,
+                "refusal": refusal.message
+                if refusal is not None
+                else _("A proposal for this awaits a second officer: confirm it or send it back first."),
+                "proposal_url": reverse("admin:grants_proposal_change", args=[pending.pk]) if pending else "",
+                "change_url": change_url,
+            }
+            return TemplateResponse(request, "admin/grants/approve.html", context, status=409)
         form = ApproveForm(request.POST or None, application=application)
         schedule: list[services.TrancheSpec] = []
         if form.is_valid():
@@ -293,6 +304,10 @@ class ApplicationAdmin(ScopedAdmin):
             except DomainError as exc:
                 form.add_error(None, exc.message)
         digest = schedule_digest(schedule) if schedule else ""
+        # Above the pool's threshold the same form proposes the approval for a second officer (maker-checker).
+        second_officer = bool(schedule) and workflow.needs_second_officer(
+            application.pool, Proposal.Kind.APPROVAL, form.cleaned_data["amount"]
+        )
         if request.method == "POST" and "_confirm" in request.POST and schedule:
             if request.POST.get("digest") != digest:
                 self.message_user(
@@ -301,8 +316,9 @@ class ApplicationAdmin(ScopedAdmin):
                     messages.WARNING,
                 )
             else:
+                decide = services.propose_approval if second_officer else services.approve_application
                 try:
-                    award = services.approve_application(
+                    result = decide(
                         application=application,
                         actor=request.user,  # type: ignore[arg-type]  # admin_view: signed in
                         amount=form.cleaned_data["amount"],
@@ -314,13 +330,24 @@ class ApplicationAdmin(ScopedAdmin):
                 except DomainError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
                 else:
+                    if isinstance(result, Proposal):
+                        self.message_user(
+                            request,
+                            _(
+                                "Proposed for a second officer: %(amount)s is reserved until a second programme "
+                                "officer confirms the approval or sends it back."
+                            )
+                            % {"amount": money(result.amount)},
+                            messages.SUCCESS,
+                        )
+                        return redirect(reverse("admin:grants_proposal_change", args=[result.pk]))
                     self.message_user(
                         request,
                         _("Approved: award %(ref)s of %(amount)s, %(n)d tranche(s).")
-                        % {"ref": award.reference, "amount": money(award.amount), "n": len(schedule)},
+                        % {"ref": result.reference, "amount": money(result.amount), "n": len(schedule)},
                         messages.SUCCESS,
                     )
-                    return redirect(reverse("admin:grants_fundingpool_change", args=[application.pool_id]))
+                    return redirect(reverse("admin:grants_award_change", args=[result.pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -332,6 +359,8 @@ class ApplicationAdmin(ScopedAdmin):
             "digest": digest,
             "budget": approval_budget(application, schedule) if schedule else [],
             "change_url": change_url,
+            "second_officer": second_officer,
+            "threshold": money(application.pool.approval_threshold),
         }
         return TemplateResponse(request, "admin/grants/approve.html", context)
 
@@ -351,6 +380,10 @@ class ApplicationAdmin(ScopedAdmin):
     def eligible_(self, app: Application) -> str:
         return money(app.eligible_cost)
 
+    @admin.display(description=gettext_lazy("proposals for a second officer"))
+    def proposals_(self, app: Application) -> SafeString:
+        return proposals_of(app.proposals.filter(kind=Proposal.Kind.APPROVAL))
+
     @admin.display(description=gettext_lazy("award"))
     def award_link(self, app: Application) -> str:
         award = getattr(app, "award", None) if app.status == S.APPROVED else None
@@ -364,9 +397,7 @@ class ApproveForm(forms.Form):
     amount = forms.DecimalField(
         label=gettext_lazy("award amount"), max_digits=18, decimal_places=2, min_value=Decimal("0.01")
     )
-    start_date = forms.DateField(
-        label=gettext_lazy("start date"), widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})
-    )
+    start_date = forms.DateField(label=gettext_lazy("start date"), widget=iso_date_input())
     first_share = forms.DecimalField(
         label=gettext_lazy("share of the first tranche"),
         required=False,
@@ -380,7 +411,10 @@ class ApproveForm(forms.Form):
         label=gettext_lazy("tranches after the first need an accepted milestone report"), required=False
     )
     note = forms.CharField(
-        label=gettext_lazy("note"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+        label=gettext_lazy("note"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=gettext_lazy("Shown to the applicant word for word, with the award."),
     )
     key = forms.CharField(widget=forms.HiddenInput)
 
@@ -465,78 +499,7 @@ COUNTERS = {"pool_cap", "fiscal_year_allotment", "programme_total"}
 # --- Reviews and attachments --------------------------------------------------------------------------------
 
 
-def _submit_review(actor: Any, review: Review, d: dict[str, Any]) -> Review:
-    return services.submit_review(
-        review=review,
-        actor=actor,
-        technical_merit=d["technical_merit"],
-        feasibility=d["feasibility"],
-        impact=d["impact"],
-        recommendation=d["recommendation"],
-        recommended_amount=d.get("recommended_amount"),
-        comment=d.get("comment", ""),
-    )
-
-
-@admin.register(Review)
-class ReviewAdmin(ScopedAdmin):
-    city_path = "application__pool__programme__city"
-    list_display = (
-        "application",
-        "reviewer",
-        "recommendation",
-        "technical_merit",
-        "feasibility",
-        "impact",
-        "submitted_at",
-    )
-    list_filter = (
-        "recommendation",
-        ("application__pool__programme__city", RelatedOnly),
-        ("application__pool", RelatedOnly),
-    )
-    search_fields = ("application__reference", "application__institution__name_en", "reviewer__username")
-    list_select_related = ("application", "reviewer")
-    readonly_fields = (
-        "application",
-        "reviewer",
-        "assigned_at",
-        "technical_merit",
-        "feasibility",
-        "impact",
-        "recommendation",
-        "recommended_amount",
-        "comment",
-        "submitted_at",
-    )
-    fields = readonly_fields
-    operations = (
-        Operation(
-            "submit",
-            gettext_lazy("submit review"),
-            _submit_review,
-            roles=(Role.REVIEWER,),
-            form_class=ReviewForm,
-            available=services.applications.awaiting_review,
-            bulk=False,
-        ),
-    )
-
-    def scope_q(self, request: HttpRequest) -> Q:
-        return city_scope(request.user, self.city_path) | Q(reviewer_id=request.user.pk)
-
-    def operations_for(self, request: HttpRequest, obj: Any) -> list[tuple[Operation, str]]:
-        # Only the assigned reviewer submits a review.
-        return super().operations_for(request, obj) if obj.reviewer_id == request.user.pk else []
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+# The review page, the reviewers' list and the ranking live in grants/admin/reviews.py.
 
 
 @admin.register(Attachment)
@@ -551,10 +514,8 @@ class AttachmentAdmin(ScopedAdmin):
     def scope_q(self, request: HttpRequest) -> Q:
         q = city_scope(request.user, self.city_path)
         if Role.REVIEWER in roles_of(request.user):
-            q |= Q(
-                application_id__in=Review.objects.filter(reviewer_id=request.user.pk).values("application_id")
-            )
-        return q
+            q |= Q(application_id__in=cleared_reviews(request.user).values("application_id"))
+        return q & ~never_submitted("application__")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy
 
@@ -19,13 +20,18 @@ from grants.admin.base import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     ReasonForm,
+    iso_date_input,
     money,
     transition,
     utilisation_bar,
 )
-from grants.models import Award, MilestoneReport, Recovery, Tranche
+from grants.admin.fiscal import RESCHEDULE
+from grants.admin.overdue import OverdueTrancheColumn, OverdueTrancheFilter
+from grants.admin.proposals import proposals_of
+from grants.admin.reporting import ReportingDutyInline, agreement_link
+from grants.models import Award, MilestoneReport, Proposal, Recovery, Tranche
 from grants.roles import Role
-from grants.services.payments import awaiting_decision, receivable
+from grants.services.payments import awaiting_decision, payment_refusal, receivable, release_refusal
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
 PO = (Role.PROGRAMME_OFFICER,)
@@ -37,6 +43,11 @@ W = Award.Status
 class FinancialRecordAdmin(ReadOnlyAdmin):
     """Financial records: created and changed by the services only (through the operations on their pages),
     never deleted, not even by a superuser."""
+
+
+def needs_second_finance_officer(tranche: Tranche) -> bool:
+    """Whether paying the tranche is proposed for a second finance officer (the pool's payment threshold)."""
+    return workflow.needs_second_officer(tranche.award.pool, Proposal.Kind.PAYMENT, tranche.amount)
 
 
 # --- forms of the operations
@@ -53,9 +64,7 @@ class RecoveryDemandForm(OperationForm):
     amount = forms.DecimalField(
         label=gettext_lazy("amount demanded"), max_digits=18, decimal_places=2, min_value=0
     )
-    due_date = forms.DateField(
-        label=gettext_lazy("due date"), widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})
-    )
+    due_date = forms.DateField(label=gettext_lazy("due date"), widget=iso_date_input())
     reason = forms.CharField(label=gettext_lazy("reason"), widget=forms.Textarea(attrs={"rows": 3}))
 
 
@@ -64,7 +73,7 @@ class PaymentForm(OperationForm):
     paid_on = forms.DateField(
         label=gettext_lazy("paid on"),
         required=False,
-        widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+        widget=iso_date_input(),
         help_text=gettext_lazy("Empty: today."),
     )
 
@@ -127,13 +136,14 @@ class AwardAdmin(FinancialRecordAdmin):
     search_fields = ("reference", "institution__name_en", "institution__name_zh", "institution__credit_code")
     list_select_related = ("institution", "pool__programme__city")
     date_hierarchy = "approved_at"
-    inlines = (TrancheInline,)
+    inlines = (TrancheInline, ReportingDutyInline)
     readonly_fields = (
         "reference",
         "application",
         "institution",
         "pool",
         "status",
+        "agreement_",
         "amount_",
         "paid_",
         "recovered_",
@@ -142,7 +152,9 @@ class AwardAdmin(FinancialRecordAdmin):
         "duration_years",
         "approved_by",
         "approved_at",
+        "confirmed_by",
         "amendments",
+        "proposals_",
     )
     fields = readonly_fields
     export_fields = (
@@ -183,6 +195,20 @@ class AwardAdmin(FinancialRecordAdmin):
             roles=PO,
             form_class=AmountReasonForm,
             available=lambda award: award.status in workflow.OPEN_AWARD,
+            bulk=False,
+        ),
+        Operation(
+            "propose_amendment",
+            gettext_lazy("propose an increase for a second officer"),
+            lambda actor, award, d: services.propose_amendment(
+                award=award, actor=actor, amount=d["amount"], reason=d["reason"]
+            ),
+            roles=PO,
+            form_class=AmountReasonForm,
+            # Where the pool runs maker-checker on approvals: an increase above its threshold is proposed.
+            available=lambda award: (
+                award.status in workflow.OPEN_AWARD and award.pool.approval_threshold is not None
+            ),
             bulk=False,
         ),
         transition(
@@ -236,12 +262,22 @@ class AwardAdmin(FinancialRecordAdmin):
     def bar(self, award: Award) -> SafeString:
         return utilisation_bar(award.paid, award.amount)
 
+    @admin.display(description=gettext_lazy("award agreement"))
+    def agreement_(self, award: Award) -> SafeString:
+        return agreement_link(award)
+
+    @admin.display(description=gettext_lazy("proposals for a second officer"))
+    def proposals_(self, award: Award) -> SafeString:
+        return proposals_of(
+            award.proposals.filter(kind__in=(Proposal.Kind.APPROVAL, Proposal.Kind.AMENDMENT))
+        )
+
 
 # --- Tranches
 
 
 @admin.register(Tranche)
-class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
+class TrancheAdmin(OverdueTrancheColumn, FiscalYearColumn, FinancialRecordAdmin):
     city_path = "award__pool__programme__city"
     list_display = (
         "__str__",
@@ -250,11 +286,13 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
         "scheduled_date",
         "amount_",
         "status",
+        "overdue",
         "requires_milestone",
         "paid_on",
         "payment_reference",
     )
     list_filter = (
+        OverdueTrancheFilter,
         "status",
         "fiscal_year",
         ("award__pool__programme__city", RelatedOnly),
@@ -281,6 +319,10 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
         "status_note",
         "paid_on",
         "payment_reference",
+        "released_by",
+        "paid_by",
+        "confirmed_by",
+        "proposals_",
     )
     fields = readonly_fields
     export_fields = (
@@ -304,6 +346,7 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
             target=T.PAYABLE,
             # A withheld tranche is made payable by lifting the withholding (the same step, one button).
             available=lambda t: t.status != T.WITHHELD,
+            refusal=lambda t: release_refusal(t, t.award, timezone.localdate()),
         ),
         transition(
             "pay",
@@ -319,6 +362,25 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
             target=T.PAID,
             form_class=PaymentForm,
             bulk=False,
+            available=lambda t: not needs_second_finance_officer(t),
+            refusal=lambda t: payment_refusal(t, t.award),
+        ),
+        transition(
+            "propose_payment",
+            gettext_lazy("propose the payment for a second officer"),
+            lambda actor, t, d: services.propose_payment(
+                tranche=t,
+                actor=actor,
+                payment_reference=d["payment_reference"],
+                paid_on=d.get("paid_on") or None,
+                idempotency_key=f"admin-propose-pay-{t.pk}-{d['payment_reference']}",
+            ),
+            model=Tranche,
+            target=T.PAID,
+            form_class=PaymentForm,
+            bulk=False,
+            available=needs_second_finance_officer,
+            refusal=lambda t: payment_refusal(t, t.award),
         ),
         transition(
             "withhold",
@@ -344,6 +406,7 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
             form_class=ReasonForm,
             danger=True,
         ),
+        RESCHEDULE,
     )
 
     def operation_summary(self, tranche: Tranche) -> list[tuple[str, Any]]:
@@ -361,6 +424,10 @@ class TrancheAdmin(FiscalYearColumn, FinancialRecordAdmin):
     @admin.display(description=gettext_lazy("amount"), ordering="amount")
     def amount_(self, tranche: Tranche) -> str:
         return money(tranche.amount)
+
+    @admin.display(description=gettext_lazy("proposals for a second officer"))
+    def proposals_(self, tranche: Tranche) -> SafeString:
+        return proposals_of(tranche.proposals.all())
 
 
 # --- Milestone reports and recoveries

@@ -35,8 +35,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
-from django.utils.translation import get_language, gettext_lazy, gettext_noop
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from grants import workflow
 from grants.api.formats import chunked, csv_text
@@ -64,7 +64,7 @@ RUNTIME_MESSAGES = (
 
 def money(amount: Decimal | None) -> str:
     """An amount for people, in the active language (万元/亿元 in Chinese)."""
-    return "—" if amount is None else format_money(amount, get_language())
+    return "—" if amount is None else format_money(amount)
 
 
 def utilisation_bar(used: Decimal, total: Decimal) -> SafeString:
@@ -135,6 +135,16 @@ class Operation:
     bulk: bool = True
     danger: bool = False
     target: str = ""
+    # Why the operation cannot succeed on the object now (the service's own check, asked before its form opens);
+    # a transition asks the workflow by default.
+    refusal: Callable[[Any], DomainError | None] | None = None
+    # The changelist action's label where "<Label> the selected <items>" is not English ("Assign reviewers to …").
+    bulk_label: Any = None
+
+    def refusal_for(self, obj: Any) -> DomainError | None:
+        if self.refusal is not None:
+            return self.refusal(obj)
+        return workflow.transition_refusal(obj, self.target) if self.target else None
 
     def shown(self, user: Any, obj: Any) -> bool:
         if self.target and not workflow.allowed(user, obj, self.target):
@@ -236,8 +246,10 @@ class ScopedAdmin(admin.ModelAdmin):
         if not self.may_take(request, op):
             raise PermissionDenied
         change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+        # A form that cannot succeed is not offered: the page says why and what to do instead.
+        refusal = op.refusal_for(obj)
         form = op.form_class(request.POST or None, obj=obj, request=request) if op.form_class else None
-        if request.method == "POST" and (form is None or form.is_valid()):
+        if refusal is None and request.method == "POST" and (form is None or form.is_valid()):
             data = form.cleaned_data if form is not None else {}
             try:
                 op.run(request.user, obj, data)
@@ -264,8 +276,11 @@ class ScopedAdmin(admin.ModelAdmin):
             "form": form,
             "change_url": change_url,
             "summary": self.operation_summary(obj),
+            "refusal": refusal.message if refusal is not None else "",
         }
-        return TemplateResponse(request, "admin/grants/operation.html", context)
+        return TemplateResponse(
+            request, "admin/grants/operation.html", context, status=409 if refusal is not None else 200
+        )
 
     def operation_summary(self, obj: Any) -> list[tuple[str, Any]]:
         """Lines shown above an operation's form so the officer sees what they act on."""
@@ -278,7 +293,8 @@ class ScopedAdmin(admin.ModelAdmin):
                 actions[f"op_{op.name}"] = (
                     self._bulk_action(op),
                     f"op_{op.name}",
-                    _("%(op)s the selected %(items)s")
+                    op.bulk_label
+                    or _("%(op)s the selected %(items)s")
                     % {"op": capfirst(str(op.label)), "items": self.opts.verbose_name_plural},
                 )
         actions["export_csv"] = (
@@ -342,7 +358,26 @@ class ScopedAdmin(admin.ModelAdmin):
         ]
 
     def export_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponseBase:
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        filters: dict[str, Any] = {k: v if len(v) > 1 else v[0] for k, v in request.GET.lists()}
+        if request.POST.get("select_across") == "1":
+            filters["selected"] = "all"
+        else:
+            filters["selected"] = selected[:1000]
+        self.record_export(request, filters)
         return self.csv_response(queryset)
+
+    def record_export(self, request: HttpRequest, filters: dict[str, Any]) -> None:
+        """Who pulled this list as CSV with which filters (grants/audit.py `download`)."""
+        from grants import audit
+
+        audit.download(
+            actor=request.user,
+            report=f"admin:{self.opts.label_lower}",
+            format="csv",
+            filters=filters,
+            city_id=audit.download_city(request.user, None),
+        )
 
     def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist's rows as CSV, with the same filters, search and scope as the page it was linked from."""
@@ -352,7 +387,9 @@ class ScopedAdmin(admin.ModelAdmin):
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseBadRequest(_("Invalid filter."))
-        return self.csv_response(changelist.get_queryset(request))
+        queryset = changelist.get_queryset(request)
+        self.record_export(request, {k: v if len(v) > 1 else v[0] for k, v in request.GET.lists()})
+        return self.csv_response(queryset)
 
     def csv_response(self, queryset: QuerySet[Any]) -> StreamingHttpResponse:
         columns = self.csv_columns()
@@ -413,3 +450,17 @@ class FiscalYearColumn:
     @admin.display(description=gettext_lazy("fiscal year"), ordering="fiscal_year")
     def year(self, obj: Any) -> str:
         return str(obj.fiscal_year)
+
+
+def iso_date_input() -> forms.DateInput:
+    """A date typed as ISO 8601 (2024-05-31), like every date of the admin: a browser's own date picker shows the
+    browser's locale (mm/dd/yyyy in American English) whatever the site says."""
+    return forms.DateInput(
+        format="%Y-%m-%d",
+        attrs={
+            "placeholder": "2024-05-31",
+            "pattern": r"\d{4}-\d{2}-\d{2}",
+            "inputmode": "numeric",
+            "size": 10,
+        },
+    )

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import localtime
 from django.utils.translation import get_language
 
 COLOURS = {
@@ -51,26 +52,54 @@ def _level(share: Decimal) -> str:
     return COLOURS["crit"] if share >= 95 else COLOURS["warn"] if share >= 80 else COLOURS["committed"]
 
 
+def text_width(text: str) -> int:
+    """Roughly how wide `text` is at FONT's size: a CJK character is about twice a Latin one."""
+    return sum(13 if ord(ch) > 255 else 7 for ch in text)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """`text` in lines of at most about `width` pixels, broken between words (between any two characters where
+    there are no spaces, as in Chinese)."""
+    words = text.split(" ") if " " in text else list(text)
+    joiner = " " if " " in text else ""
+    lines: list[str] = []
+    for word in words:
+        candidate = f"{lines[-1]}{joiner}{word}" if lines else word
+        if lines and text_width(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def utilisation_bars(title: str, rows: Sequence[tuple[str, Decimal, Decimal, Decimal]]) -> SafeString:
     """One bar per row (label, total, committed, disbursed): the total as the track, committed over it (amber from
-    80%, red from 95%), disbursed inside committed."""
-    label_w, bar_w, right_w, row_h = 220, 420, 150, 30
+    80%, red from 95%), disbursed inside committed. Labels are shown whole: the label column grows to the longest
+    (up to a limit past which a label wraps onto more lines), so a programme's name is never cut off."""
+    bar_w, right_w, line_h = 420, 150, 15
+    wrapped = [wrap(label, 360) for label, *_figures in rows]
+    label_w = min(max([220] + [text_width(line) + 12 for lines in wrapped for line in lines]), 380)
     width = label_w + bar_w + right_w
     body = []
-    for i, (label, total, committed, disbursed) in enumerate(rows):
-        y = 10 + i * row_h
+    y = 10
+    for (label, total, committed, disbursed), lines in zip(rows, wrapped, strict=True):
         share = (committed / total * 100) if total else Decimal(0)
         c_w = float(min(committed / total, Decimal(1))) * bar_w if total else 0
         d_w = float(min(disbursed / total, Decimal(1))) * bar_w if total else 0
+        spans = "".join(
+            f'<tspan x="0" dy="{0 if n == 0 else line_h}">{escape(line)}</tspan>'
+            for n, line in enumerate(lines)
+        )
         body += [
-            f'<text x="0" y="{y + 15}" {FONT}>{escape(label[:34])}</text>',
+            f'<text x="0" y="{y + 15}" {FONT}><title>{escape(label)}</title>{spans}</text>',
             f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="20" rx="3" fill="{COLOURS["cap"]}"/>',
             f'<rect class="committed" x="{label_w}" y="{y}" width="{c_w:.1f}" height="20" rx="3" fill="{_level(share)}"/>',
             f'<rect class="disbursed" x="{label_w}" y="{y + 6}" width="{d_w:.1f}" height="8" fill="{COLOURS["disbursed"]}"/>',
             f'<text x="{label_w + bar_w + 8}" y="{y + 15}" {FONT}>{share:.1f}% · {escape(compact(committed))}'
             f" / {escape(compact(total))}</text>",
         ]
-    return _svg(width, 20 + len(rows) * row_h, title, body)
+        y += max(30, line_h * len(lines) + 12)
+    return _svg(width, y + 10, title, body)
 
 
 def grouped_columns(
@@ -131,10 +160,18 @@ def line_chart(
         body.append(
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"><title>{escape(name)}</title></polyline>'
         )
+        if n == 1:  # one point makes no line: a dot shows it
+            y = top + plot_h - float(values[0] / peak) * plot_h
+            body.append(
+                f'<circle class="point" cx="{x(0):.1f}" cy="{y:.1f}" r="4" fill="{colour}"><title>{escape(name)}: '
+                f"{escape(compact(values[0]))}</title></circle>"
+            )
     if n:
+        # In the site's time zone (Asia/Shanghai), like every other time the officers read.
+        first, last = localtime(times[0]), localtime(times[-1])
         body += [
-            f'<text x="{left}" y="{top + plot_h + 16}" {FONT}>{times[0]:%Y-%m-%d %H:%M}</text>',
-            f'<text x="{left + plot_w}" y="{top + plot_h + 16}" text-anchor="end" {FONT}>{times[-1]:%Y-%m-%d %H:%M}</text>',
+            f'<text x="{left}" y="{top + plot_h + 16}" {FONT}>{first:%Y-%m-%d %H:%M}</text>',
+            f'<text x="{left + plot_w}" y="{top + plot_h + 16}" text-anchor="end" {FONT}>{last:%Y-%m-%d %H:%M}</text>',
         ]
     body += _legend(left, 14, [(nm, c) for nm, c, _v in series])
     return _svg(left + plot_w + 20, top + plot_h + 30, title, body)

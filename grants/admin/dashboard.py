@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from grants import selectors
@@ -79,14 +80,24 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             scheduled=Sum("amount", filter=~Q(status=Tranche.Status.CANCELLED), default=ZERO),
         )
     }
+    # With what each year's close carried in, carried out and let lapse (grants.services.fiscal).
     allotted_by_year = {
-        r["fiscal_year"]: r["amount"] for r in allotments.values("fiscal_year").annotate(amount=Sum("amount"))
+        r["fiscal_year"]: r
+        for r in allotments.values("fiscal_year").annotate(
+            amount=Sum("amount"),
+            carried_in=Sum("carried_in"),
+            carried_out=Sum("carried_out"),
+            lapsed=Sum("lapsed"),
+        )
     }
     years = sorted(set(paid_by_year) | set(allotted_by_year))
     year_rows = [
         {
             "year": y,
-            "allotment": allotted_by_year.get(y),
+            "allotment": allotted_by_year[y]["amount"] if y in allotted_by_year else None,
+            "carried_in": allotted_by_year.get(y, {}).get("carried_in", ZERO),
+            "carried_out": allotted_by_year.get(y, {}).get("carried_out", ZERO),
+            "lapsed": allotted_by_year.get(y, {}).get("lapsed", ZERO),
             "scheduled": paid_by_year.get(y, {}).get("scheduled", ZERO),
             "paid": paid_by_year.get(y, {}).get("paid", ZERO),
         }
@@ -103,6 +114,24 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         if selected is not None
         else []
     )
+    # A pool the tracking job has not measured yet: its counters now are its first point, not an empty chart.
+    history_is_current = selected is not None and not history
+    if history_is_current:
+        assert selected is not None
+        history = [
+            UsageSnapshot(
+                pool=selected,
+                taken_at=timezone.now(),
+                cap=selected.cap,
+                committed=selected.committed,
+                disbursed=selected.disbursed,
+                available=selected.available,
+                ledger_committed=selected.committed,
+                ledger_disbursed=selected.disbursed,
+            )
+        ]
+    today = timezone.localdate()
+    overdue = selectors.overdue_for(user, today=today)
 
     context = {
         **admin.site.each_context(request),
@@ -150,7 +179,11 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
                 "allotment_": money(r["allotment"]) if r["allotment"] is not None else "—",
                 "scheduled_": money(r["scheduled"]),
                 "paid_": money(r["paid"]),
-                "over": r["allotment"] is not None and r["scheduled"] > r["allotment"],
+                "carried_in_": money(r["carried_in"]),
+                "carried_out_": money(r["carried_out"]),
+                "lapsed_": money(r["lapsed"]),
+                "over": r["allotment"] is not None
+                and r["scheduled"] > r["allotment"] + r["carried_in"] - r["carried_out"] - r["lapsed"],
             }
             for r in year_rows
         ],
@@ -174,6 +207,11 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             for p in pool_list
         ],
         "alerts": alerts,
+        "overdue": overdue,
+        "overdue_tranches": [(t, money(t.amount), (today - t.scheduled_date).days) for t in overdue.tranches],
+        "overdue_reports": [(d, (today - d.due_date).days) for d in overdue.reports],
+        "today": today,
+        "history_is_current": history_is_current,
         "history_chart": charts.line_chart(
             _("Usage history"),
             [s.taken_at for s in history],

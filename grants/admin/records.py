@@ -20,6 +20,7 @@ from grants.admin.base import (
     ReadOnlyAdmin,
     ScopedAdmin,
     city_scope,
+    iso_date_input,
     money,
 )
 from grants.models import (
@@ -50,7 +51,7 @@ OFFICERS = (Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER)
 class DebarForm(OperationForm):
     until = forms.DateField(
         label=gettext_lazy("debarred until"),
-        widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+        widget=iso_date_input(),
         initial=lambda: timezone.localdate() + timedelta(days=365),
     )
     reason = forms.CharField(label=gettext_lazy("reason"), widget=forms.Textarea(attrs={"rows": 3}))

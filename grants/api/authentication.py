@@ -14,11 +14,12 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from drf_spectacular.authentication import BasicScheme
+from drf_spectacular.authentication import BasicScheme, SessionScheme
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from grants import audit, login_policy
+from grants import audit, login_policy, second_factor
+from grants.client_ip import client_address
 from grants.errors import InvalidInput, NotPermitted
 from grants.models import ApiToken
 
@@ -72,24 +73,72 @@ class LoginThrottled(exceptions.Throttled):
 class PolicyBasicAuthentication(authentication.BasicAuthentication):
     """HTTP Basic, for getting a first token with a username and password, under the same login policy as the
     portal and the admin: the credentials go through authenticate() with the request, and so through
-    ThrottledModelBackend; a refused attempt is a 429 saying when to try again, not a 401."""
+    ThrottledModelBackend; a refused attempt is a 429 saying when to try again, not a 401.
+
+    Staff who need the second factor (grants/second_factor.py) also send a current code from their authenticator
+    app (or a recovery code) as `otp` in the JSON body: without it 403 `second_factor_required`, with a wrong one
+    403 `wrong_second_factor_code`, both counted under the login policy. A password alone never gets a staff
+    token."""
 
     def authenticate_credentials(
         self, userid: str, password: str, request: Request | None = None
     ) -> tuple[User, None]:
         try:
-            return super().authenticate_credentials(userid, password, request)
+            user, auth = super().authenticate_credentials(userid, password, request)
         except exceptions.AuthenticationFailed:
             refusal = login_policy.refusal_of(request)
             if refusal is not None:
                 raise LoginThrottled(refusal) from None
             raise
+        if request is not None and second_factor.needed(user):
+            body = request.data if isinstance(request.data, dict) else {}
+            code = body.get("otp")
+            if not second_factor.enrolled(user) and not second_factor.recovery_codes_left(user):
+                raise second_factor.SecondFactorRequired(
+                    _(
+                        "Set up your authenticator app first: log in to the administration in a browser, which "
+                        "shows how."
+                    )
+                )
+            if not isinstance(code, str) or not code.strip():
+                raise second_factor.SecondFactorRequired(
+                    _(
+                        'Staff need a second factor: send the code your authenticator app shows as "otp" with '
+                        "the username and password."
+                    )
+                )
+            try:
+                second_factor.check_code(user=user, code=code, address=client_address(request))
+            except second_factor.TooManyAttempts as exc:
+                raise LoginThrottled(exc.refusal) from None
+        return user, auth
+
+
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """Django's session, once it has passed the second factor where one is needed (grants/second_factor.py): a
+    staff session that has only given its password gets 403 `second_factor_required`, not the API."""
+
+    def authenticate(self, request: Request) -> tuple[User, None] | None:
+        result = super().authenticate(request)
+        if result is not None and not second_factor.passed(request._request.user):
+            raise second_factor.SecondFactorRequired(
+                _(
+                    "Pass the second factor first: sign in again and enter the code from your authenticator app."
+                )
+            )
+        return result
 
 
 class PolicyBasicScheme(BasicScheme):
     """In the OpenAPI schema it is plain HTTP Basic (drf-spectacular matches extensions by exact class)."""
 
     target_class = "grants.api.authentication.PolicyBasicAuthentication"
+
+
+class VerifiedSessionScheme(SessionScheme):
+    """In the OpenAPI schema it is Django's session cookie."""
+
+    target_class = "grants.api.authentication.VerifiedSessionAuthentication"
 
 
 def create_token(*, user: User, actor: Any, name: str) -> tuple[ApiToken, str]:

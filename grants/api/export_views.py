@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from grants import audit
 from grants.api import idempotency
 from grants.api.serializers import ErrorSerializer, Output
 from grants.api.views import BodyLimitMixin, Pages, parse
@@ -116,4 +117,12 @@ class ExportFileApi(APIView):
     def get(self, request: Request, pk: int) -> FileResponse:
         job = get_object_or_404(exports.exports_of(request.user), pk=pk)
         opened, filename, content_type = exports.open_file(job=job)
+        audit.download(
+            actor=request.user,
+            report=job.report,
+            format=job.format,
+            filters=job.params or {},
+            obj=job,
+            city_id=audit.download_city(job.requested_by, (job.params or {}).get("city")),
+        )
         return FileResponse(opened, as_attachment=True, filename=filename, content_type=content_type)

@@ -5,6 +5,7 @@ from datetime import UTC
 from typing import Any
 
 import django_filters as df
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
@@ -22,6 +23,7 @@ from grants.models import (
     Recovery,
     Tranche,
 )
+from grants.selectors import overdue_tranche_q
 
 MAX_ID = 2**62
 
@@ -130,10 +132,19 @@ class TrancheFilter(df.FilterSet):
     fiscal_year = year_filter("fiscal_year")
     scheduled_from = df.DateFilter(field_name="scheduled_date", lookup_expr="gte")
     scheduled_to = df.DateFilter(field_name="scheduled_date", lookup_expr="lte")
+    overdue = df.ChoiceFilter(
+        choices=(("true", "true"), ("false", "false")),
+        method="filter_overdue",
+        help_text="true: past their scheduled date and not paid (planned, payable or withheld); false: the others.",
+    )
 
     class Meta:
         model = Tranche
         fields = ["city", "programme", "pool", "institution", "award", "status", "fiscal_year"]
+
+    def filter_overdue(self, qs: Any, name: str, value: str) -> Any:
+        overdue = overdue_tranche_q(timezone.localdate())
+        return qs.filter(overdue) if value == "true" else qs.exclude(overdue)
 
 
 class MilestoneReportFilter(df.FilterSet):

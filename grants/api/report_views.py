@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from grants import audit
 from grants.api import formats, reports
 from grants.errors import DomainError, InvalidInput
 
@@ -35,6 +36,18 @@ def _format(request: Request, allowed: tuple[str, ...]) -> str:
 
 def _filename(name: str, ext: str) -> str:
     return f"{name}-{timezone.localtime():%Y%m%d-%H%M%S}.{ext}"
+
+
+def record_download(request: Request, report: str, fmt: str, params: dict[str, Any]) -> None:
+    """Who pulled which report, in which format, with which filters (grants/audit.py `download`)."""
+    filters = {name: value for name, value in params.items() if name != "format"}
+    audit.download(
+        actor=request.user,
+        report=report,
+        format=fmt,
+        filters=filters,
+        city_id=audit.download_city(request.user, filters.get("city")),
+    )
 
 
 def format_parameter(allowed: tuple[str, ...]) -> OpenApiParameter:
@@ -69,6 +82,7 @@ class ReportApi(APIView):
         fmt = _format(request, self.formats)
         params = reports.query_params(request.query_params)
         report = reports.build(self.report, request.user, params)
+        record_download(request, self.report, fmt, params)
         if fmt == "csv":
             return formats.csv_response(report, _filename(self.report, "csv"))
         if fmt == "xlsx":
@@ -113,7 +127,9 @@ class BudgetReportApi(ReportApi):
         fmt = _format(request, self.formats)
         if fmt != "json":
             return super().get(request)
-        pools = reports.budget_pools(request.user, reports.query_params(request.query_params))
+        params = reports.query_params(request.query_params)
+        pools = reports.budget_pools(request.user, params)
+        record_download(request, self.report, fmt, params)
         return Response({"pools": _plain(pools), "count": len(pools)})
 
 
@@ -144,6 +160,7 @@ class TrancheExportApi(ReportApi):
         params = reports.query_params(request.query_params)
         if fmt == "csv" and connection.vendor == "postgresql":
             qs = reports.tranche_export_queryset(request.user, params)
+            record_download(request, self.report, fmt, params)
             columns = [c for c, _p in reports.TRANCHE_EXPORT]
             return formats.copy_response(qs, columns, _filename("tranches", "csv"))
         return super().get(request)
@@ -165,9 +182,11 @@ class GivingPackageApi(APIView):
     as the standard requires. 404 `no_awards` when nothing matches (a package holds at least one grant)."""
 
     def get(self, request: Request) -> Response:
-        package = reports.giving360_package(request.user, reports.query_params(request.query_params))
+        params = reports.query_params(request.query_params)
+        package = reports.giving360_package(request.user, params)
         if not package["grants"]:
             raise NoMatchingAwards(_("No awards match; a 360Giving package holds at least one grant."))
+        record_download(request, "360giving", "json", params)
         response = Response(package)
         response["Content-Disposition"] = f'inline; filename="{_filename("360giving", "json")}"'
         return response

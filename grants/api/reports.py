@@ -212,14 +212,61 @@ def _dimension_output(group_by: list[str]) -> list[str]:
     return columns
 
 
+# Grouped by fiscal year (and at most city, programme and pool), the report also shows each year's budget: the
+# allotments' figures (grants.services.fiscal), for the staff of the pools' cities only.
+YEAR_BUDGET_DIMENSIONS = {"city", "programme", "pool", "fiscal_year"}
+YEAR_BUDGET_COLUMNS = ["allotted", "carried_in", "carried_out", "lapsed", "committed"]
+_ALLOTMENT_DIMENSIONS: dict[str, list[tuple[str, Any]]] = {
+    "city": [("city", F("pool__programme__city__code"))],
+    "programme": [("programme_id", F("pool__programme_id")), ("programme_code", F("pool__programme__code"))],
+    "pool": [("pool_id", F("pool_id")), ("pool_code", F("pool__code"))],
+    "fiscal_year": [("fiscal_year", F("fiscal_year"))],
+}
+_TRANCHE_ONLY_FILTERS = ("institution", "quarter", "month", "status", "date_from", "date_to")
+
+
+def _year_budget(
+    user: Any, p: Mapping[str, Any], group_by: list[str]
+) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The allotments' figures per group of the report (one query over the allotments): allotted, carried in,
+    carried out, lapsed, committed; paid is the report's own paid_amount."""
+    allotments = in_places(
+        FiscalYearAllotment.objects.filter(pool__in=selectors.pools_with_figures(user).values("pk")),
+        p,
+        pool="pool",
+    )
+    if p.get("fiscal_year"):
+        allotments = allotments.filter(fiscal_year__in=p["fiscal_year"])
+    annotations = {f"g_{name}": expr for dim in group_by for name, expr in _ALLOTMENT_DIMENSIONS[dim]}
+    sums = {
+        name: Sum(field, default=ZERO)
+        for name, field in zip(
+            YEAR_BUDGET_COLUMNS, ("amount", "carried_in", "carried_out", "lapsed", "committed"), strict=True
+        )
+    }
+    rows = allotments.annotate(**annotations).values(*annotations).annotate(**sums).order_by()
+    return {
+        tuple(row[k] for k in annotations): tuple(_fen(row[c]) for c in YEAR_BUDGET_COLUMNS) for row in rows
+    }
+
+
 def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
-    """Sums and counts of tranche amounts by state, grouped by any combination of DIMENSIONS. One query."""
+    """Sums and counts of tranche amounts by state, grouped by any combination of DIMENSIONS. One query; grouped by
+    fiscal year (with at most city, programme, pool), one more for each year's budget (YEAR_BUDGET_COLUMNS)."""
     p = parse(DisbursementParams, params)
     group_by = list(dict.fromkeys(p.get("group_by") or []))
     qs = _scoped_tranches(user, p)
     aggregates = _measure_aggregates()
     measure_columns = list(aggregates)
     columns = _dimension_output(group_by) + measure_columns
+    year_budget: dict[tuple[Any, ...], tuple[Any, ...]] | None = None
+    if (
+        "fiscal_year" in group_by
+        and set(group_by) <= YEAR_BUDGET_DIMENSIONS
+        and not any(p.get(name) for name in _TRANCHE_ONLY_FILTERS)
+    ):
+        year_budget = _year_budget(user, p, group_by)
+        columns += YEAR_BUDGET_COLUMNS
     if not group_by:
         total = qs.aggregate(**aggregates)
         rows: Iterator[tuple[Any, ...]] = iter([tuple(_fen(total[c]) for c in measure_columns)])
@@ -227,6 +274,7 @@ def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
     # Grouping columns are annotated under a prefix: some output names (status, fiscal_year) are model fields.
     annotations = {f"g_{name}": expr for dim in group_by for name, expr in _DIMENSION_COLUMNS[dim]}
     grouped = qs.annotate(**annotations).values(*annotations).annotate(**aggregates).order_by(*annotations)
+    budget = set(YEAR_BUDGET_COLUMNS) if year_budget is not None else set()
 
     def rows_of() -> Iterator[tuple[Any, ...]]:
         for row in grouped:
@@ -234,7 +282,13 @@ def disbursement_report(user: Any, params: Mapping[str, Any]) -> Report:
                 row["g_quarter"] = f"{row['g_quarter_year']}-Q{row['g_quarter']}"
             if "g_month" in row and row["g_month"] is not None:
                 row["g_month"] = f"{row['g_month']:%Y-%m}"
-            yield tuple(_fen(row[c]) if c in aggregates else row[f"g_{c}"] for c in columns)
+            values = tuple(
+                _fen(row[c]) if c in aggregates else row[f"g_{c}"] for c in columns if c not in budget
+            )
+            if year_budget is not None:
+                key = tuple(row[k] for k in annotations)
+                values += year_budget.get(key, (None,) * len(YEAR_BUDGET_COLUMNS))
+            yield values
 
     return Report("disbursements", columns, rows_of(), meta={"group_by": group_by})
 
@@ -255,6 +309,11 @@ BUDGET_COLUMNS = [
     "available",
     "utilisation",
     "pipeline",
+    # Per fiscal year (grants.services.fiscal): what earlier years carried in, what the year's close carried over
+    # to the next and what lapsed back as surplus; on a pool's row, the sum of what lapsed.
+    "carried_in",
+    "carried_out",
+    "lapsed",
 ]
 
 
@@ -292,8 +351,12 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "allotment": allotment.amount,
                     "allotment_committed": allotment.committed,
                     "allotment_disbursed": allotment.disbursed,
-                    "allotment_available": allotment.amount - allotment.committed,
-                    "allotment_utilisation": _utilisation(allotment.committed, allotment.amount),
+                    "allotment_available": allotment.spendable - allotment.committed,
+                    "allotment_utilisation": _utilisation(allotment.committed, allotment.spendable),
+                    "carried_in": allotment.carried_in,
+                    "carried_out": allotment.carried_out,
+                    "lapsed": allotment.lapsed,
+                    "closed": pool.closed_through is not None and year <= pool.closed_through,
                 }
             )
         out.append(
@@ -312,6 +375,8 @@ def budget_pools(user: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "utilisation": _utilisation(pool.committed, pool.cap),
                 "pipeline": _fen(pool.pipeline),
                 "pipeline_exceeds_available": pool.pipeline > pool.cap - pool.committed,
+                "lapsed": sum((y["lapsed"] for y in years), ZERO),
+                "closed_through": pool.closed_through,
                 "years": years,
             }
         )
@@ -341,6 +406,9 @@ def budget_report(user: Any, params: Mapping[str, Any]) -> Report:
                 pool["available"],
                 pool["utilisation"],
                 pool["pipeline"],
+                None,
+                None,
+                pool["lapsed"],
             )
             for y in pool["years"]:
                 yield (
@@ -352,6 +420,9 @@ def budget_report(user: Any, params: Mapping[str, Any]) -> Report:
                     y["allotment_available"],
                     y["allotment_utilisation"],
                     None,
+                    y["carried_in"],
+                    y["carried_out"],
+                    y["lapsed"],
                 )
 
     return Report("budget", BUDGET_COLUMNS, rows_of())

@@ -5,7 +5,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from django.db.models import Model
+from django.db.models import Model, Prefetch
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cities.models import City
@@ -14,7 +15,9 @@ from grants.models import (
     ApiToken,
     Application,
     Award,
+    AwardAgreement,
     BudgetAlert,
+    DuplicateFlag,
     FundingPool,
     Institution,
     InstitutionType,
@@ -25,6 +28,7 @@ from grants.models import (
     Review,
     Tranche,
 )
+from grants.services import duplicates
 
 MAX_MONEY = Decimal("9999999999999999.99")
 MAX_ID = 2**62
@@ -161,7 +165,7 @@ class PoolSerializer(InternalFigures):
     cap = money()
     committed = internal()
     disbursed = internal()
-    available = money(help_text="The cap less what is committed: what can still be awarded.")
+    available = money(help_text="The cap less what is committed or reserved: what can still be awarded.")
     utilisation = internal(
         max_digits=7,
         decimal_places=4,
@@ -211,6 +215,38 @@ class InstitutionSerializer(Output, serializers.ModelSerializer):
         fields = ["id", "name_en", "name_zh", "credit_code", "type", "city", "founded_on", "debarred_until"]
 
 
+class FlagSummarySerializer(serializers.Serializer):
+    """A duplicate-funding flag as the application shows it: the other application or award of the same
+    institution by its reference, city, status and amount only (grants/services/duplicates.py)."""
+
+    id = serializers.IntegerField()
+    reference = serializers.CharField()
+    city = serializers.CharField()
+    status = serializers.CharField(
+        help_text="The other application's status, or award_<status> once awarded."
+    )
+    amount = money(help_text="The award's amount, or the amount requested.")
+    similarity = serializers.DecimalField(max_digits=4, decimal_places=3, coerce_to_string=True)
+    found_on = serializers.ChoiceField(choices=DuplicateFlag.Found.choices)
+    acknowledged = serializers.BooleanField()
+    acknowledged_at = serializers.DateTimeField(allow_null=True)
+
+
+def flag_summary(flag: DuplicateFlag) -> dict[str, Any]:
+    shown = duplicates.view(flag)
+    return {
+        "id": shown.id,
+        "reference": shown.reference,
+        "city": shown.city,
+        "status": shown.status,
+        "amount": shown.amount,
+        "similarity": shown.similarity,
+        "found_on": shown.found_on,
+        "acknowledged": flag.acknowledged_at is not None,
+        "acknowledged_at": flag.acknowledged_at,
+    }
+
+
 class ApplicationSerializer(Output, serializers.ModelSerializer):
     joins = ("pool__programme__city", "institution")
     city = serializers.CharField(source="pool.programme.city.code")
@@ -218,6 +254,19 @@ class ApplicationSerializer(Output, serializers.ModelSerializer):
     institution_name = serializers.CharField(source="institution.name_en")
     eligible_cost = money()
     requested_amount = money()
+    duplicate_flags = serializers.SerializerMethodField(
+        help_text="Similar applications or awards of the same institution (by credit code) in any city; each "
+        "must be acknowledged by an officer (POST /duplicate-flags/{id}/acknowledge/) before approval."
+    )
+
+    @classmethod
+    def read(cls, obj: Model) -> Any:
+        return Application.objects.select_related(*cls.joins).prefetch_related(FLAGS).get(pk=obj.pk)
+
+    @extend_schema_field(FlagSummarySerializer(many=True))
+    def get_duplicate_flags(self, application: Application) -> Any:
+        rows = [flag_summary(flag) for flag in application.duplicate_flags.all()]
+        return FlagSummarySerializer(rows, many=True).data
 
     class Meta:
         model = Application
@@ -241,10 +290,53 @@ class ApplicationSerializer(Output, serializers.ModelSerializer):
             "decision_note",
             "created_at",
             "updated_at",
+            "duplicate_flags",
         ]
 
 
+# The flags an application shows, read with the joins their summary follows (one query for a page of them).
+FLAGS = Prefetch("duplicate_flags", queryset=DuplicateFlag.objects.select_related(*duplicates.VIEW_JOINS))
+
+
+class DuplicateFlagSerializer(Output, serializers.ModelSerializer):
+    """A duplicate-funding flag for the staff of the application's city: what the officer sees of the other
+    application (reference, city, status, amount) and the acknowledgement."""
+
+    joins = ("application", *duplicates.VIEW_JOINS)
+    application_reference = serializers.CharField(source="application.reference")
+    other = serializers.SerializerMethodField()
+    similarity = serializers.DecimalField(max_digits=4, decimal_places=3, coerce_to_string=True)
+
+    class Meta:
+        model = DuplicateFlag
+        fields = [
+            "id",
+            "application",
+            "application_reference",
+            "other",
+            "similarity",
+            "found_on",
+            "found_at",
+            "acknowledged_by",
+            "acknowledged_at",
+            "reason",
+        ]
+
+    @extend_schema_field(FlagSummarySerializer)
+    def get_other(self, flag: DuplicateFlag) -> Any:
+        return FlagSummarySerializer(flag_summary(flag)).data
+
+
 class ReviewSerializer(Output, serializers.ModelSerializer):
+    """A review. Before the reviewer declares no conflict of interest they see only who applied (reference, city,
+    call, institution and its credit code); the application itself is GET /applications/{id}/ after."""
+
+    joins = ("application__pool__programme__city", "application__institution")
+    application_reference = serializers.CharField(source="application.reference", allow_null=True)
+    city = serializers.CharField(source="application.pool.programme.city.code")
+    pool_code = serializers.CharField(source="application.pool.code")
+    institution_name = serializers.CharField(source="application.institution.name_en")
+    institution_credit_code = serializers.CharField(source="application.institution.credit_code")
     recommended_amount = money(allow_null=True)
 
     class Meta:
@@ -261,11 +353,30 @@ class ReviewSerializer(Output, serializers.ModelSerializer):
             "recommended_amount",
             "comment",
             "submitted_at",
+            "application_reference",
+            "city",
+            "pool_code",
+            "institution_name",
+            "institution_credit_code",
+            "declaration",
+            "declared_at",
+            "recusal_reason",
         ]
 
 
+class AgreementSummarySerializer(serializers.ModelSerializer):
+    """The award agreement's acceptance; the document itself is GET /awards/{id}/agreement.pdf."""
+
+    class Meta:
+        model = AwardAgreement
+        fields = ["status", "issued_at", "terms_sha256", "accepted_by", "accepted_at", "accepted_from"]
+
+
 class AwardSerializer(Output, serializers.ModelSerializer):
-    joins = ("pool__programme__city", "institution")
+    joins = ("pool__programme__city", "institution", "agreement")
+    agreement = AgreementSummarySerializer(
+        read_only=True, allow_null=True, help_text="Null for awards approved before agreements existed."
+    )
     city = serializers.CharField(source="pool.programme.city.code")
     institution_name = serializers.CharField(source="institution.name_en")
     amount = money()
@@ -290,7 +401,9 @@ class AwardSerializer(Output, serializers.ModelSerializer):
             "status",
             "approved_by",
             "approved_at",
+            "confirmed_by",
             "amendments",
+            "agreement",
         ]
 
 
@@ -311,6 +424,9 @@ TRANCHE_VALUES = {
     "paid_on": "paid_on",
     "payment_reference": "payment_reference",
     "status_note": "status_note",
+    "released_by": "released_by_id",
+    "paid_by": "paid_by_id",
+    "confirmed_by": "confirmed_by_id",
 }
 
 
@@ -330,6 +446,19 @@ class TrancheSerializer(Output, serializers.Serializer):
     paid_on = serializers.DateField(allow_null=True)
     payment_reference = serializers.CharField(allow_null=True)
     status_note = serializers.CharField(allow_blank=True)
+    released_by = serializers.IntegerField(
+        source="released_by_id",
+        allow_null=True,
+        help_text="Who made it payable; null: the daily release job.",
+    )
+    paid_by = serializers.IntegerField(
+        source="paid_by_id", allow_null=True, help_text="Who paid it (or proposed the payment)."
+    )
+    confirmed_by = serializers.IntegerField(
+        source="confirmed_by_id",
+        allow_null=True,
+        help_text="The second finance officer, above the pool's threshold.",
+    )
 
     @classmethod
     def read(cls, obj: Model) -> Any:
@@ -473,6 +602,12 @@ class TokenCreateInput(serializers.Serializer):
         required=False,
         help_text="Administrators only: create for another user.",
     )
+    otp = serializers.CharField(
+        max_length=24,
+        required=False,
+        help_text="Staff creating a token over HTTP Basic: the code their authenticator app shows now (or a "
+        "recovery code). Not stored.",
+    )
 
 
 class InstitutionRegisterInput(serializers.Serializer):
@@ -534,6 +669,13 @@ class AssignReviewersInput(serializers.Serializer):
         max_length=50,
         help_text="User ids.",
     )
+
+
+class DeclareInput(serializers.Serializer):
+    conflict = serializers.BooleanField(
+        help_text="false: I have no conflict of interest with the applicant; true: I recuse myself (give a reason)."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 class ReviewInput(serializers.Serializer):

@@ -4,7 +4,17 @@ from django.urls import URLPattern, URLResolver, path, register_converter
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from grants.api import export_views, report_views, schema, views
+from grants.api import (
+    duty_views,
+    export_views,
+    fiscal_views,
+    notice_views,
+    proposal_views,
+    report_views,
+    schema,
+    setup_views,
+    views,
+)
 
 # Imported for its registration with drf-spectacular (the token scheme in the OpenAPI document).
 __all__ = ["schema"]
@@ -27,20 +37,24 @@ register_converter(SignedIntConverter, "id")
 
 router = SimpleRouter()
 router.register("cities", views.CityViewSet, basename="city")
-router.register("programmes", views.ProgrammeViewSet, basename="programme")
-router.register("pools", views.PoolViewSet, basename="pool")
+router.register("programmes", setup_views.ProgrammeSetupViewSet, basename="programme")
+router.register("pools", setup_views.PoolSetupViewSet, basename="pool")
 router.register("institutions", views.InstitutionViewSet, basename="institution")
 router.register("applications", views.ApplicationViewSet, basename="application")
 router.register("reviews", views.ReviewViewSet, basename="review")
+router.register("duplicate-flags", views.DuplicateFlagViewSet, basename="duplicate-flag")
 router.register("awards", views.AwardViewSet, basename="award")
 router.register("tranches", views.TrancheViewSet, basename="tranche")
 router.register("milestone-reports", views.MilestoneReportViewSet, basename="milestone-report")
 router.register("recoveries", views.RecoveryViewSet, basename="recovery")
+router.register("reporting-duties", duty_views.ReportingDutyViewSet, basename="reporting-duty")
 router.register("ledger", views.LedgerViewSet, basename="ledger-entry")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.TokenViewSet, basename="token")
 router.register("exports", export_views.ExportViewSet, basename="export")
+router.register("notifications", notice_views.NotificationViewSet, basename="notification")
+router.register("proposals", proposal_views.ProposalViewSet, basename="proposal")
 
 ACTIONS: dict[str, dict[str, type[APIView]]] = {
     "applications": {
@@ -49,6 +63,7 @@ ACTIONS: dict[str, dict[str, type[APIView]]] = {
         "assign-reviewers": views.ApplicationAssignReviewersApi,
         "review": views.ApplicationReviewApi,
         "approve": views.ApplicationApproveApi,
+        "propose": proposal_views.ApplicationProposeApi,
         "reject": views.ApplicationRejectApi,
         "return": views.ApplicationReturnApi,
     },
@@ -57,18 +72,35 @@ ACTIONS: dict[str, dict[str, type[APIView]]] = {
         "resume": views.AwardResumeApi,
         "terminate": views.AwardTerminateApi,
         "amend": views.AwardAmendApi,
+        "propose-amendment": proposal_views.AwardProposeAmendmentApi,
+        "accept-agreement": duty_views.AwardAcceptAgreementApi,
     },
     "tranches": {
         "release": views.TrancheReleaseApi,
         "pay": views.TranchePayApi,
+        "propose-payment": proposal_views.TrancheProposePaymentApi,
         "withhold": views.TrancheWithholdApi,
         "unwithhold": views.TrancheUnwithholdApi,
         "cancel": views.TrancheCancelApi,
+        "reschedule": fiscal_views.TrancheRescheduleApi,
     },
+    "pools": {"allotments": setup_views.PoolAllotmentsApi, "close": setup_views.PoolCloseApi},
     "milestone-reports": {"accept": views.MilestoneAcceptApi, "reject": views.MilestoneRejectApi},
     "recoveries": {"receipt": views.RecoveryReceiptApi},
+    "reporting-duties": {
+        "submit": duty_views.DutySubmitApi,
+        "accept": duty_views.DutyAcceptApi,
+        "return": duty_views.DutyReturnApi,
+    },
     "alerts": {"acknowledge": views.AlertAcknowledgeApi},
+    "reviews": {"declare": views.ReviewDeclareApi},
+    "duplicate-flags": {"acknowledge": views.DuplicateFlagAcknowledgeApi},
     "tokens": {"revoke": views.TokenRevokeApi},
+    "proposals": {
+        "confirm": proposal_views.ProposalConfirmApi,
+        "send-back": proposal_views.ProposalSendBackApi,
+    },
+    "notifications": {"read": notice_views.NotificationReadApi},
 }
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -82,5 +114,16 @@ urlpatterns += [
     path("reports/tranches/", report_views.TrancheExportApi.as_view(), name="report-tranches"),
     path("reports/360giving/", report_views.GivingPackageApi.as_view(), name="report-360giving"),
     path("exports/<id:pk>/file/", export_views.ExportFileApi.as_view(), name="export-file"),
+    path(
+        "programmes/<id:pk>/fiscal-years/<int:year>/close/",
+        fiscal_views.FiscalYearCloseApi.as_view(),
+        name="programme-fiscal-year-close",
+    ),
+    path(
+        "notifications/read-all/",
+        notice_views.NotificationReadAllApi.as_view(),
+        name="notifications-read-all",
+    ),
+    path("awards/<id:pk>/agreement.pdf", duty_views.AgreementPdfApi.as_view(), name="award-agreement-pdf"),
 ]
 urlpatterns += router.urls

@@ -12,7 +12,6 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor as DecodedCursor
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -26,6 +25,7 @@ from grants.api import serializers as s
 from grants.api.authentication import (
     PolicyBasicAuthentication,
     TokenAuthentication,
+    VerifiedSessionAuthentication,
     create_token,
     revoke_token,
 )
@@ -35,6 +35,7 @@ from grants.models import (
     ApiToken,
     Application,
     Award,
+    DuplicateFlag,
     MilestoneReport,
     Recovery,
     Review,
@@ -42,6 +43,8 @@ from grants.models import (
 )
 from grants.roles import Role, require, require_member
 from grants.services.alerts import acknowledge_alert
+from grants.services.duplicates import acknowledge_flag
+from grants.services.reviews import declare_conflict
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -255,6 +258,10 @@ class ApplicationViewSet(mixins.CreateModelMixin, ScopedViewSet):
 
         return idempotency.run_once(request, idempotency.request_key(request), act)
 
+    def get_queryset(self) -> QuerySet[Any]:
+        # Each application's duplicate-funding flags, in one more query for the page.
+        return super().get_queryset().prefetch_related(s.FLAGS)
+
     update_input_serializer = s.ApplicationUpdateInput
 
     @extend_schema(request=update_input_serializer, responses={200: output_serializer})
@@ -281,6 +288,18 @@ class ReviewViewSet(ScopedViewSet):
     serializer_class = s.ReviewSerializer
     ordering_fields = ["assigned_at", "submitted_at"]
     ordering = ["assigned_at"]
+
+
+class DuplicateFlagViewSet(ScopedViewSet):
+    """Duplicate-funding flags on the applications of the caller's cities (programme and finance officers,
+    auditors): the other application by reference, city, status and amount only."""
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.duplicate_flags(user).select_related(*s.DuplicateFlagSerializer.joins)
+
+    serializer_class = s.DuplicateFlagSerializer
+    ordering_fields = ["found_at"]
+    ordering = ["found_at"]
 
 
 class AwardViewSet(ScopedViewSet):
@@ -445,7 +464,7 @@ class TokenViewSet(mixins.CreateModelMixin, BodyLimitMixin, viewsets.ReadOnlyMod
     input_serializer = s.TokenCreateInput
     output_serializer = s.NewTokenSerializer
     success_status = 201
-    authentication_classes = [TokenAuthentication, PolicyBasicAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, PolicyBasicAuthentication, VerifiedSessionAuthentication]
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         return _tokens(self.request.user)
@@ -574,6 +593,45 @@ class ApplicationReviewApi(ApplicationAction):
         return services.submit_review(review=review, actor=user, **data)
 
 
+class ReviewDeclareApi(ActionApi):
+    """The assigned reviewer declares no conflict of interest with the applicant (`conflict: false`), or recuses
+    with a reason (`conflict: true`). Only after declaring no conflict is the application's content theirs to
+    read (GET /applications/{id}/) and the review theirs to submit."""
+
+    input_serializer = s.DeclareInput
+    output_serializer = s.ReviewSerializer
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.reviews(user)
+
+    def permit(self, user: Any, obj: Review) -> None:
+        if obj.reviewer_id != user.pk:
+            raise NotPermitted(
+                _("Only the assigned reviewer may declare a conflict of interest for this review.")
+            )
+
+    def perform(self, obj: Review, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return declare_conflict(review=obj, actor=user, conflict=data["conflict"], reason=data["reason"])
+
+
+class DuplicateFlagAcknowledgeApi(ActionApi):
+    """A programme officer of the application's city acknowledges a duplicate-funding flag, saying why the
+    approval may go ahead (audited). Approval refuses (409 `duplicate_funding_unacknowledged`) until every flag
+    is acknowledged."""
+
+    input_serializer = s.ReasonInput
+    output_serializer = s.DuplicateFlagSerializer
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        return selectors.duplicate_flags(user).select_related("application__pool__programme")
+
+    def permit(self, user: Any, obj: DuplicateFlag) -> None:
+        require(user, Role.PROGRAMME_OFFICER, obj.application.pool.programme.city_id)
+
+    def perform(self, obj: DuplicateFlag, data: dict[str, Any], user: Any, key: str | None) -> Model:
+        return acknowledge_flag(flag=obj, actor=user, reason=data["reason"])
+
+
 class ApplicationApproveApi(ApplicationAction):
     """Approve: creates the award and its tranches and commits the amount against every budget level at once, or
     refuses (409 `budget_exceeded` naming the level, the amount asked and the amount left)."""
@@ -660,7 +718,7 @@ class TrancheAction(TransitionApi):
     def scoped(self, user: Any) -> QuerySet[Any]:
         return selectors.tranches(user).select_related("award__pool__programme")
 
-    output_serializer = s.TrancheSerializer
+    output_serializer: ClassVar[type[s.Output]] = s.TrancheSerializer
 
 
 class TrancheReleaseApi(TrancheAction):

@@ -27,7 +27,7 @@ class SignUpForm(forms.Form):
     )
     email = forms.EmailField(
         label=_("E-mail address"),
-        help_text=_("Used only to reset your password."),
+        help_text=_("Used to reset your password and for the notices you choose to get by e-mail."),
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     password1 = forms.CharField(
@@ -83,7 +83,7 @@ class InstitutionForm(forms.Form):
         label=_("Unified Social Credit Code"),
         min_length=18,
         max_length=18,
-        help_text=_("18 characters, as printed on the business licence, e.g. 91310000MA1FL0XX00."),
+        help_text=_("18 characters, as printed on the business licence, e.g. 91310000MA1FL0XX09."),
         widget=forms.TextInput(attrs={"autocapitalize": "characters", "spellcheck": "false"}),
     )
     type = forms.ChoiceField(label=_("Type of institution"), choices=InstitutionType.choices)

@@ -11,10 +11,12 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from grants import selectors as grants_selectors
 from grants.models import (
     Application,
     Attachment,
     AuditEvent,
+    AwardAgreement,
     FundingPool,
     Institution,
     MilestoneReport,
@@ -48,6 +50,11 @@ TIMELINE_LABELS = {
     "milestone.submit": _("Milestone report submitted"),
     "milestone.accept": _("Milestone report accepted"),
     "milestone.reject": _("Milestone report rejected"),
+    "agreement.issue": _("Award agreement issued"),
+    "agreement.accept": _("Award agreement accepted"),
+    "report.submit": _("Report submitted"),
+    "report.accept": _("Report accepted"),
+    "report.return": _("Report returned for changes"),
 }
 
 
@@ -122,7 +129,8 @@ def attachment_for(user: Any, application_pk: int, pk: int) -> Attachment:
     staff_roles = (Role.PROGRAMME_OFFICER, Role.FINANCE_OFFICER, Role.AUDITOR)
     if any(has_role(user, r) for r in staff_roles) and in_city(user, city_id):
         return attachment
-    if application.reviews.filter(reviewer_id=user.pk).exists():
+    # An assigned reviewer, once they declared no conflict of interest with the applicant.
+    if grants_selectors.cleared_reviews(user).filter(application_id=application.pk).exists():
         return attachment
     raise Http404
 
@@ -145,6 +153,9 @@ def timeline(application: Application) -> list[TimelineEntry]:
         objects += [("tranche", pk) for pk in tranche_ids]
         report_ids = MilestoneReport.objects.filter(tranche__award=award).values_list("pk", flat=True)
         objects += [("milestonereport", pk) for pk in report_ids]
+        agreements = AwardAgreement.objects.filter(award=award).values_list("pk", flat=True)
+        objects += [("awardagreement", pk) for pk in agreements]
+        objects += [("reportingduty", pk) for pk in award.reporting_duties.values_list("pk", flat=True)]
     where = reduce(or_, (Q(object_type=t, object_id=str(pk)) for t, pk in objects))
     members = set(application.institution.memberships.values_list("user_id", flat=True))
     events = (

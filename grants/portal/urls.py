@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from grants.portal.views import accounts, applications, privacy
+from grants.portal.views import accounts, applications, awards, notices, privacy
 
 app_name = "portal"
 
@@ -22,6 +22,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "password-reset/done/", accounts.PasswordResetCompleteView.as_view(), name="password_reset_complete"
     ),
     path("privacy/", privacy.privacy, name="privacy"),
+    path("notices/", notices.notices, name="notifications"),
+    path("notices/preferences/", notices.preferences, name="notification_preferences"),
+    path("notices/<int:pk>/", notices.notice_open, name="notification"),
+    path("notices/<int:pk>/read/", notices.notice_read, name="notification_read"),
     path("institutions/new/", accounts.institution_create, name="institution_create"),
     path("institutions/<int:pk>/", accounts.institution, name="institution"),
     path("institutions/<int:pk>/edit/", accounts.institution_edit, name="institution_edit"),
@@ -55,5 +59,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "applications/<int:pk>/milestone-reports/<int:report_pk>/file/",
         applications.milestone_file,
         name="milestone_file",
+    ),
+    path("applications/<int:pk>/agreement.pdf", awards.agreement_pdf, name="agreement_pdf"),
+    path("applications/<int:pk>/agreement/", awards.agreement_accept, name="agreement"),
+    path("applications/<int:pk>/reports/<int:duty_pk>/", awards.report, name="report"),
+    path(
+        "applications/<int:pk>/reports/<int:duty_pk>/files/<int:attachment_pk>/",
+        awards.report_file,
+        name="report_file",
     ),
 ]

@@ -41,6 +41,14 @@ from grants.services.payments import (
     withhold_tranche,
 )
 from grants.services.pools import set_allotment, set_pool_cap
+from grants.services.proposals import (
+    confirm_proposal,
+    expire_proposals,
+    propose_amendment,
+    propose_approval,
+    propose_payment,
+    send_back_proposal,
+)
 
 __all__ = [
     "TrancheSpec",
@@ -49,6 +57,7 @@ __all__ = [
     "approve_application",
     "assign_reviewers",
     "cancel_tranche",
+    "confirm_proposal",
     "create_application",
     "debar_institution",
     "decide_milestone_report",
@@ -56,8 +65,12 @@ __all__ = [
     "delete_draft",
     "demand_recovery",
     "eligibility_failures",
+    "expire_proposals",
     "parse_schedule",
     "pay_tranche",
+    "propose_amendment",
+    "propose_approval",
+    "propose_payment",
     "record_recovery_receipt",
     "register_institution",
     "reject_application",
@@ -65,6 +78,7 @@ __all__ = [
     "release_tranche",
     "resume_award",
     "return_application",
+    "send_back_proposal",
     "set_allotment",
     "set_pool_cap",
     "submit_application",

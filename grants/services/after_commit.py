@@ -16,6 +16,8 @@ class Queue:
     money_moved: Callable[[int, list[int]], None]
     # An export was requested: run it.
     export: Callable[[int], None]
+    # Notices were written with e-mails to send (grants.services.notifications): send them.
+    notice_emails: Callable[[list[int]], None] | None = None
 
 
 _queue: Queue | None = None
@@ -40,3 +42,9 @@ def money_moved(pool_id: int, entry_ids: list[int]) -> None:
 
 def export(job_id: int) -> None:
     _connected().export(job_id)
+
+
+def notice_emails(email_ids: list[int]) -> None:
+    queue = _connected().notice_emails
+    if queue is not None:
+        queue(email_ids)

@@ -9,14 +9,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from grants import audit, workflow
 from grants.errors import ConflictOfInterest, Ineligible, InvalidInput, NotPermitted
-from grants.models import Application, FundingPool, Institution, InstitutionMember, Review
-from grants.money import apply_rate, to_money
+from grants.models import Application, DuplicateFlag, FundingPool, Institution, InstitutionMember, Review
+from grants.money import apply_rate, format_money, to_money
 from grants.roles import Role, has_role, require_member
-from grants.services import windows
-from grants.services.levels import rate_for
+from grants.services import duplicates, notifications, windows
+from grants.services.levels import levels_now, rate_for
+from grants.services.reviews import require_declared
 
 S = Application.Status
 EDITABLE_FIELDS = (
@@ -115,7 +117,8 @@ def update_application(*, application: Application, actor: User, **fields: Any) 
         require_member(actor, application.institution)
         if application.status not in workflow.EDITABLE:
             raise InvalidInput(
-                _("Only a draft can be edited; this application is %(s)s.") % {"s": application.status}
+                _("Only a draft can be edited; this application is %(s)s.")
+                % {"s": application.get_status_display()}
             )
         audit.change(
             application,
@@ -189,7 +192,7 @@ def eligibility_failures(
                 _("At most %(rate)s%% of the eligible cost may be requested: %(max)s.")
                 % {
                     "rate": f"{(rate * 100).normalize():f}",
-                    "max": f"{apply_rate(application.eligible_cost, rate):,.2f}",
+                    "max": format_money(apply_rate(application.eligible_cost, rate)),
                 },
             )
         )
@@ -198,7 +201,7 @@ def eligibility_failures(
             (
                 "over_per_award",
                 "requested_amount",
-                _("At most %(max)s may be requested per award.") % {"max": f"{pool.max_per_award:,.2f}"},
+                _("At most %(max)s may be requested per award.") % {"max": format_money(pool.max_per_award)},
             )
         )
     if not (pool.min_duration_years <= application.duration_years <= pool.max_duration_years):
@@ -206,10 +209,20 @@ def eligibility_failures(
             (
                 "duration_not_allowed",
                 "duration_years",
-                _("The duration must be between %(lo)d and %(hi)d years.")
-                % {"lo": pool.min_duration_years, "hi": pool.max_duration_years},
+                (
+                    ngettext(
+                        "The duration must be %(n)d year.",
+                        "The duration must be %(n)d years.",
+                        pool.min_duration_years,
+                    )
+                    % {"n": pool.min_duration_years}
+                    if pool.min_duration_years == pool.max_duration_years
+                    else _("The duration must be between %(lo)d and %(hi)d years.")
+                    % {"lo": pool.min_duration_years, "hi": pool.max_duration_years}
+                ),
             )
         )
+    failures += institution_year_failures(application)
     others = Application.objects.filter(
         institution=institution, pool=pool, status__in=Application.OPEN_STATUSES
     ).exclude(pk=application.pk)
@@ -222,6 +235,54 @@ def eligibility_failures(
             )
         )
     return failures
+
+
+def institution_year_failures(application: Application) -> list[tuple[str, str, str]]:
+    """The institution's per-year maximum in the pool, asked on submission as at approval: the requested amount
+    spread over the years as the default schedule would (grants.services.approval.default_schedule) against what
+    is already committed to the institution in the pool, year by year (levels.py's `institution_year` rows)."""
+    pool = application.pool
+    if pool.max_per_institution_year is None or application.requested_amount <= 0:
+        return []
+    from grants.services.approval import default_schedule
+
+    try:
+        schedule = default_schedule(
+            amount=application.requested_amount,
+            start=application.proposed_start,
+            duration_years=max(application.duration_years, 1),
+            milestone_gated=False,
+        )
+    except InvalidInput:
+        return []  # an amount too small to split: nothing to ask of the maximum
+    by_year: dict[int, Decimal] = {}
+    for tranche in schedule:
+        by_year[tranche.fiscal_year] = by_year.get(tranche.fiscal_year, Decimal(0)) + tranche.amount
+    rows = levels_now(
+        pool_id=pool.pk,
+        institution_id=application.institution_id,
+        asked_by_year=by_year,
+        award_total=application.requested_amount,
+        cost_share_limit=None,
+    )
+    return [
+        (
+            "over_institution_year",
+            "requested_amount",
+            _(
+                "In fiscal year %(year)d this would put %(asked)s against the institution's maximum of %(max)s in "
+                "this call, of which %(left)s is left: ask for less or spread the project over more years."
+            )
+            % {
+                "year": row.fiscal_year,
+                "asked": format_money(row.asked),
+                "max": format_money(row.limit),
+                "left": format_money(max(row.left, Decimal(0))),
+            },
+        )
+        for row in rows
+        if row.name == "institution_year" and not row.has_room
+    ]
 
 
 def submit_application(*, application: Application, actor: User) -> Application:
@@ -254,6 +315,10 @@ def submit_application(*, application: Application, actor: User) -> Application:
             values={"status": S.SUBMITTED, "reference": reference, "submitted_at": timezone.now()},
             also_save=["updated_at"],
         )
+        duplicates.record_findings(
+            application=application, found_on=DuplicateFlag.Found.SUBMISSION, actor=actor
+        )
+        notifications.application_changed(application)
     return application
 
 
@@ -276,6 +341,7 @@ def _officer_transition(
             also_save=["updated_at"],
             noted={"note": note},
         )
+        notifications.application_changed(application, note=note)
     return application
 
 
@@ -325,7 +391,7 @@ def assign_reviewers(*, application: Application, actor: User, reviewers: list[U
                 _(
                     "Reviewers can be assigned only to a submitted application under review; this one is %(s)s."
                 )
-                % {"s": application.status}
+                % {"s": application.get_status_display()}
             )
         conflicted = set(
             InstitutionMember.objects.filter(
@@ -359,6 +425,7 @@ def assign_reviewers(*, application: Application, actor: User, reviewers: list[U
             also_save=["updated_at"],
             noted={"reviewers": [r.pk for r in reviewers]},
         )
+        notifications.reviewers_assigned(created)
     return created
 
 
@@ -407,6 +474,7 @@ def submit_review(
             raise InvalidInput(_("This review was already submitted; each reviewer submits one review."))
         if review.application.status != S.UNDER_REVIEW:
             raise InvalidInput(_("The application is no longer under review."))
+        require_declared(review)
         review.technical_merit = technical_merit
         review.feasibility = feasibility
         review.impact = impact

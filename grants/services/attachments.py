@@ -180,7 +180,7 @@ def check_upload(upload: UploadedFile) -> Kind:
     return kind
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     try:
         return get_valid_filename(base)[:200]
@@ -191,7 +191,7 @@ def _safe_name(name: str) -> str:
 def add_attachment(*, application: Application, actor: User, upload: UploadedFile) -> Attachment:
     """Attach a checked file to an application the institution can still edit. Locks the application row."""
     kind = check_upload(upload)
-    original_name = _safe_name(upload.name or "")
+    original_name = safe_name(upload.name or "")
     with transaction.atomic():
         application = (
             Application.objects.select_for_update(of=("self",))

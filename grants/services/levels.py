@@ -3,8 +3,12 @@
 One fixed order, the order every refusal follows: the pool cap, the fiscal-year allotments (year by year), the
 institution's per-year maximum in the pool (year by year), the per-award maximum, the cost-share limit, the
 programme total. Every door asks `levels` (or `levels_now`): approval before it writes anything, amendment under
-its locks, the admin's approval page to show the officer the same rows, and `commit_last` to name the level its
-conditional UPDATEs found full. A service refuses with the first row without room (`refuse_first`).
+its locks, a proposal before it reserves, the admin's approval page to show the officer the same rows, and
+`commit_last` to name the level its conditional UPDATEs found full. A service refuses with the first row without
+room (`refuse_first`).
+
+What a level has used is what is committed plus what proposals awaiting a second officer have reserved
+(grants.services.proposals): a reservation holds its room against every level until it is confirmed or released.
 """
 
 from collections.abc import Mapping
@@ -14,8 +18,9 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from grants.errors import BudgetExceeded
-from grants.models import FiscalYearAllotment, FundingPool, Institution, Programme, Tranche
+from grants.models import FiscalYearAllotment, FundingPool, Institution, LedgerEntry, Programme, Tranche
 from grants.money import ZERO, apply_rate
+from grants.selectors import ledger_totals
 
 ORDER = (
     "pool_cap",
@@ -81,8 +86,10 @@ def levels(
     caller that acts on the answer holds the institution's lock first.
     """
     increases = {year: amount for year, amount in sorted(asked_by_year.items()) if amount > 0}
-    increase = sum(increases.values(), ZERO)
-    rows = [Level("pool_cap", increase, pool.cap, pool.committed)]
+    # The pool and the programme are asked the net: moving a tranche to another year (grants.services.fiscal)
+    # takes nothing more of either. Approvals and amendments move every year the same way, so net = Σ increases.
+    increase = max(sum(asked_by_year.values(), ZERO), ZERO)
+    rows = [Level("pool_cap", increase, pool.cap, pool.committed + pool.reserved)]
     if allotments:
         for year, amount in increases.items():
             allotment = allotments.get(year)
@@ -90,8 +97,8 @@ def levels(
                 Level(
                     "fiscal_year_allotment",
                     amount,
-                    allotment.amount if allotment else ZERO,
-                    allotment.committed if allotment else ZERO,
+                    allotment.spendable if allotment else ZERO,
+                    allotment.committed + allotment.reserved if allotment else ZERO,
                     fiscal_year=year,
                 )
             )
@@ -105,12 +112,13 @@ def levels(
             .values_list("fiscal_year")
             .annotate(total=Sum("amount"))
         )
+        reserved = reserved_for_institution(pool.pk, institution_id, set(increases))
         rows += [
             Level(
                 "institution_year",
                 amount,
                 pool.max_per_institution_year,
-                used.get(year, ZERO),
+                used.get(year, ZERO) + reserved.get(year, ZERO),
                 fiscal_year=year,
             )
             for year, amount in increases.items()
@@ -119,8 +127,22 @@ def levels(
         rows.append(Level("per_award", award_total, pool.max_per_award))
     if cost_share_limit is not None:
         rows.append(Level("cost_share", award_total, cost_share_limit))
-    rows.append(Level("programme_total", increase, programme.total_budget, programme.committed))
+    rows.append(
+        Level("programme_total", increase, programme.total_budget, programme.committed + programme.reserved)
+    )
     return rows
+
+
+def reserved_for_institution(pool_id: int, institution_id: int, years: set[int]) -> dict[int, Decimal]:
+    """What the institution's proposals in the pool hold reserved per fiscal year: the net of their RESERVE and
+    RELEASE entries (a released proposal nets to zero), from the ledger like every reserved counter."""
+    totals = ledger_totals(
+        LedgerEntry.objects.filter(
+            pool_id=pool_id, proposal__institution_id=institution_id, fiscal_year__in=years
+        ),
+        by=("fiscal_year",),
+    )
+    return {year: t.reserved for (year,), t in totals.items()}
 
 
 def levels_now(

@@ -11,15 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from grants.models import FundingPool, OutboxMessage
+from grants.models import FundingPool, Notification, NotificationEmail, OutboxMessage
 from grants.services import tracking, webhooks
 
 # Messages per drain transaction: their rows stay locked for the fan-out of their webhooks (a few statements each).
 DRAIN_BATCH = 200
 # Sent messages are kept this long, to answer "was this posting announced?", then deleted by the drain.
 KEEP_SENT = timedelta(days=7)
+# A notice's e-mail is queued to the worker at its commit; the sweep picks it up only if still unsent this long after.
+EMAIL_SWEEP_GRACE = timedelta(minutes=1)
 
 
 @dataclass
@@ -71,6 +74,30 @@ def drain(*, limit: int = DRAIN_BATCH, now: datetime | None = None) -> Drained:
         OutboxMessage.objects.filter(pk__in=[m.pk for m in messages]).update(sent_at=now)
     OutboxMessage.objects.filter(sent_at__lt=now - KEEP_SENT).delete()
     return Drained(sent=len(messages), pools=pool_ids, deliveries=deliveries)
+
+
+def record_email(notification: Notification) -> NotificationEmail:
+    """The e-mail of a notice, called inside the transaction that wrote it (grants.services.notifications.notify):
+    it exists exactly when the notice does. Sent by the worker after COMMIT; beat's sweep sends it if the task
+    queued after the commit was lost."""
+    return NotificationEmail.objects.create(
+        notification=notification, next_attempt_at=notification.created_at
+    )
+
+
+def emails_due(*, now: datetime, limit: int) -> list[int]:
+    """E-mails neither sent nor given up, past their next attempt and not claimed by a live run, oldest first.
+    The sweep waits EMAIL_SWEEP_GRACE after an e-mail was written, so it leaves the prompt task its chance."""
+    return list(
+        NotificationEmail.objects.filter(
+            sent_at__isnull=True,
+            failed_at__isnull=True,
+            next_attempt_at__lte=now - EMAIL_SWEEP_GRACE,
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def pools_due(pool_ids: list[int]) -> list[int]:

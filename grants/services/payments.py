@@ -12,16 +12,37 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from grants import audit, selectors, workflow
-from grants.errors import DuplicatePaymentReference, InstitutionDebarred, InvalidInput
-from grants.models import Award, LedgerEntry, MilestoneReport, Recovery, Tranche
-from grants.money import ZERO, to_money
+from grants.errors import DomainError, DuplicatePaymentReference, InstitutionDebarred, InvalidInput
+from grants.models import (
+    Award,
+    AwardAgreement,
+    FiscalYearAllotment,
+    LedgerEntry,
+    MilestoneReport,
+    Proposal,
+    Recovery,
+    ReportingDuty,
+    Tranche,
+)
+from grants.money import ZERO, format_money, to_money
 from grants.roles import Role, require, require_member
+from grants.services import notifications
+from grants.services.agreements import agreement_accepted, require_accepted
 from grants.services.budget import Kind, Locked, Movement, lock_pool, post, replayed
 from grants.workflow import OPEN_TRANCHE, check_transition
 
 T = Tranche.Status
 W = Award.Status
-TRANCHE_FIELDS = ("status", "amount", "paid_on", "payment_reference", "status_note")
+TRANCHE_FIELDS = (
+    "status",
+    "amount",
+    "paid_on",
+    "payment_reference",
+    "status_note",
+    "released_by_id",
+    "paid_by_id",
+    "confirmed_by_id",
+)
 
 
 def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, Tranche]:
@@ -30,6 +51,18 @@ def _lock_tranche(tranche_id: int, *, programme: bool) -> tuple[Locked, Award, T
         pk=tranche_id
     )
     locked = lock_pool(pool_id, programme=programme, years={year})
+    # A tranche's year changes only under its pool's lock (a reschedule, a year's close): read again now that it
+    # is held, and lock the allotment of the year the tranche has now.
+    year_now = Tranche.objects.values_list("fiscal_year", flat=True).get(pk=tranche_id)
+    if year_now != year:
+        locked.allotments.update(
+            {
+                a.fiscal_year: a
+                for a in FiscalYearAllotment.objects.select_for_update().filter(
+                    pool_id=pool_id, fiscal_year=year_now
+                )
+            }
+        )
     award = Award.objects.select_for_update(of=("self",)).select_related("institution").get(pk=award_id)
     award.pool = locked.pool
     tranche = Tranche.objects.select_for_update().get(pk=tranche_id)
@@ -46,14 +79,69 @@ def _lock_award_tranche(award_id: int, tranche_id: int) -> tuple[Award, Tranche,
     return award, tranche, award.pool.programme.city_id
 
 
+def why_not_due(tranche: Tranche, award: Award, today: date) -> str | None:
+    """Why the tranche may not be released yet, naming the one condition that fails first and what to do about
+    it; None when it is due. A tranche is payable when its date has come, its award is active, its award agreement
+    accepted and, if it needs one, its milestone report (or the reporting duty linked to it,
+    grants/services/reporting.py) accepted (§3)."""
+    if tranche.scheduled_date > today:
+        return _("This tranche is not due before %(date)s: release it on or after that date.") % {
+            "date": tranche.scheduled_date.isoformat()
+        }
+    if award.status != W.ACTIVE:
+        return _("Its award is %(status)s: a programme officer must resume the award before a release.") % {
+            "status": award.get_status_display()
+        }
+    if not agreement_accepted(award):
+        return _(
+            "The institution has not accepted its award agreement yet: it must accept it in the portal first."
+        )
+    if tranche.requires_milestone and not (
+        tranche.milestone_reports.filter(status=MilestoneReport.Status.ACCEPTED).exists()
+        or tranche.reporting_duties.filter(status=ReportingDuty.Status.ACCEPTED).exists()
+    ):
+        duty = tranche.reporting_duties.select_related("requirement").order_by("due_date").first()
+        if duty is not None:
+            return _(
+                "This tranche is unlocked by the %(report)s due %(date)s, which is %(status)s: the institution "
+                "submits it in the portal and a programme officer accepts it."
+            ) % {
+                "report": duty.requirement.name,
+                "date": duty.due_date.isoformat(),
+                "status": duty.get_status_display(),
+            }
+        if tranche.milestone_reports.filter(status=MilestoneReport.Status.SUBMITTED).exists():
+            return _(
+                "This tranche needs an accepted milestone report: the one submitted waits for a programme "
+                "officer's decision."
+            )
+        return _(
+            "This tranche needs an accepted milestone report and none has been submitted: the institution "
+            "submits it in the portal."
+        )
+    return None
+
+
+def release_refusal(tranche: Tranche, award: Award, today: date) -> DomainError | None:
+    """Why the tranche cannot be released now (the workflow's step, then `why_not_due`), or None: what the admin
+    asks before offering the release."""
+    refusal = workflow.transition_refusal(tranche, T.PAYABLE)
+    if refusal is not None:
+        return refusal
+    reason = why_not_due(tranche, award, today)
+    return InvalidInput(reason) if reason is not None else None
+
+
 def is_due(tranche: Tranche, award: Award, today: date) -> bool:
-    """A tranche is payable when its date has come, its award is active and, if it needs one, its milestone
-    report was accepted (§3)."""
-    if tranche.scheduled_date > today or award.status != W.ACTIVE:
-        return False
-    if tranche.requires_milestone:
-        return tranche.milestone_reports.filter(status=MilestoneReport.Status.ACCEPTED).exists()
-    return True
+    """Whether the tranche may become payable now (`why_not_due` says why not)."""
+    return why_not_due(tranche, award, today) is None
+
+
+def release_if_due(tranche: Tranche, award: Award, *, actor: User, city_id: int, today: date) -> None:
+    """Release a planned tranche its accepted report unlocked, if it is otherwise due. The caller holds the award
+    and the tranche locked."""
+    if tranche.status == T.PLANNED and is_due(tranche, award, today):
+        _set_status(tranche, T.PAYABLE, actor=actor, action="tranche.release", city_id=city_id)
 
 
 def awaiting_decision(report: MilestoneReport) -> bool:
@@ -70,14 +158,19 @@ def _set_status(
     tranche: Tranche, target: str, *, actor: User | None, action: str, city_id: int, note: str = ""
 ) -> None:
     check_transition(tranche, target)
+    values: dict[str, object] = {"status": target, "status_note": note[:500]}
+    if target == T.PAYABLE:
+        # Whoever makes it payable may not pay it (grants.workflow.separated); the daily job is nobody.
+        values["released_by"] = actor
     audit.change(
         tranche,
         actor=actor,
         action=action,
         city_id=city_id,
         audited=TRANCHE_FIELDS,
-        values={"status": target, "status_note": note[:500]},
+        values=values,
     )
+    notifications.tranche_changed(tranche, action=action, city_id=city_id)
 
 
 def _complete_if_done(award: Award, *, actor: User, city_id: int) -> None:
@@ -102,13 +195,10 @@ def release_tranche(*, tranche: Tranche, actor: User | None, today: date | None 
             workflow.require(actor, tranche, T.PAYABLE)
         else:
             check_transition(tranche, T.PAYABLE)  # the daily job: no one to check, only the state
-        if not is_due(tranche, award, today):
-            raise InvalidInput(
-                _(
-                    "This tranche is not due: its date must have come, its award be active and any required "
-                    "milestone report accepted."
-                )
-            )
+        require_accepted(award)
+        refusal = release_refusal(tranche, award, today)
+        if refusal is not None:
+            raise refusal
         _set_status(tranche, T.PAYABLE, actor=actor, action="tranche.release", city_id=city_id)
     return tranche
 
@@ -120,7 +210,13 @@ def release_due_tranches(*, today: date | None = None) -> list[int]:
     released = []
     candidates = Tranche.objects.filter(
         status=T.PLANNED, scheduled_date__lte=today, award__status=W.ACTIVE
-    ).filter(Q(requires_milestone=False) | Q(milestone_reports__status=MilestoneReport.Status.ACCEPTED))
+    ).filter(
+        Q(requires_milestone=False)
+        | Q(milestone_reports__status=MilestoneReport.Status.ACCEPTED)
+        | Q(reporting_duties__status=ReportingDuty.Status.ACCEPTED)
+    )
+    # Awards awaiting the acceptance of their agreement: is_due would say no to each.
+    candidates = candidates.exclude(award__agreement__status=AwardAgreement.Status.ISSUED)
     for tranche in candidates.distinct().only("pk", "award_id"):
         with transaction.atomic():
             award = (
@@ -138,6 +234,26 @@ def release_due_tranches(*, today: date | None = None) -> list[int]:
     return released
 
 
+def payment_refusal(tranche: Tranche, award: Award) -> DomainError | None:
+    """Why the tranche cannot be paid now, whoever asks (the state of the tranche, its award, its institution),
+    with what to do about it; None when it can be. pay_tranche refuses with it under its locks, and the admin asks
+    it before opening the payment form."""
+    refusal = workflow.transition_refusal(tranche, T.PAID)
+    if refusal is not None:
+        return refusal
+    if award.status != W.ACTIVE:
+        return InvalidInput(
+            _("Its award is %(s)s: a programme officer must resume the award before a payment.")
+            % {"s": award.get_status_display()}
+        )
+    if award.institution.is_debarred():
+        return InstitutionDebarred(
+            _("The institution is debarred until %(d)s: no payment can be made before then.")
+            % {"d": award.institution.debarred_until}
+        )
+    return None
+
+
 def pay_tranche(
     *,
     tranche: Tranche,
@@ -145,10 +261,14 @@ def pay_tranche(
     payment_reference: str,
     paid_on: date | None = None,
     idempotency_key: str | None = None,
+    confirming: Proposal | None = None,
 ) -> Tranche:
     """Pay a payable tranche of an active award: disburse its amount in the pool and its fiscal year.
 
-    Locks the pool, the tranche's allotment, the award and the tranche. The payment reference is unique.
+    Locks the pool, the tranche's allotment, the award and the tranche. The payment reference is unique. The
+    finance officer who released the tranche may not pay it; above the pool's payment threshold the payment is
+    proposed (grants.services.proposals) and its confirmation by a second finance officer comes here with
+    `confirming`: paid_by is then the proposer, confirmed_by the actor.
     """
     payment_reference = (payment_reference or "").strip()
     if not payment_reference:
@@ -163,16 +283,20 @@ def pay_tranche(
                 return tranche
             city_id = locked.pool.programme.city_id
             workflow.require(actor, tranche, T.PAID)
-            if award.status != W.ACTIVE:
-                raise InvalidInput(_("Tranches of a %(s)s award cannot be paid.") % {"s": award.status})
-            if award.institution.is_debarred():
-                raise InstitutionDebarred(
-                    _("The institution is debarred until %(d)s; no payments.")
-                    % {"d": award.institution.debarred_until}
+            refusal = payment_refusal(tranche, award)
+            if refusal is not None:
+                raise refusal
+            if confirming is None:
+                workflow.require_alone(
+                    locked.pool, Proposal.Kind.PAYMENT, tranche.amount, pending=tranche.proposals.all()
                 )
             if Tranche.objects.filter(payment_reference=payment_reference).exists():
                 raise DuplicatePaymentReference(
-                    _("Payment reference %(ref)s was already used.") % {"ref": payment_reference}
+                    _(
+                        "Payment reference %(ref)s was already used: check the bank's reference and enter this "
+                        "payment's own."
+                    )
+                    % {"ref": payment_reference}
                 )
             post(
                 locked,
@@ -191,8 +315,11 @@ def pay_tranche(
                     "status": T.PAID,
                     "paid_on": paid_on or timezone.localdate(),
                     "payment_reference": payment_reference,
+                    "paid_by": confirming.proposed_by if confirming else actor,
+                    "confirmed_by": actor if confirming else None,
                 },
             )
+            notifications.tranche_changed(tranche, action="tranche.pay", city_id=city_id)
             award.paid += tranche.amount
             award.save(update_fields=["paid"])
             _complete_if_done(award, actor=actor, city_id=city_id)
@@ -200,7 +327,11 @@ def pay_tranche(
         # Two payments racing for one reference: the unique index decides; the loser changes nothing.
         if "payment_reference" in str(exc) or "unique" in str(exc).lower():
             raise DuplicatePaymentReference(
-                _("Payment reference %(ref)s was already used.") % {"ref": payment_reference}
+                _(
+                    "Payment reference %(ref)s was already used: check the bank's reference and enter this "
+                    "payment's own."
+                )
+                % {"ref": payment_reference}
             ) from None
         raise
     return tranche
@@ -360,7 +491,7 @@ def demand_recovery(*, award: Award, actor: User, amount: Decimal, due_date: dat
                 _(
                     "At most %(max)s can be demanded back: what was paid, less what was recovered or is demanded."
                 )
-                % {"max": f"{max(recoverable, ZERO):,.2f}"},
+                % {"max": format_money(max(recoverable, ZERO))},
                 fields={"amount": [_("Too much.")]},
                 recoverable=max(recoverable, ZERO),
             )
@@ -401,12 +532,13 @@ def record_recovery_receipt(
         require(actor, Role.FINANCE_OFFICER, city_id)
         if not receivable(recovery):
             raise InvalidInput(
-                _("This recovery is %(s)s; nothing more can be received.") % {"s": recovery.status}
+                _("This recovery is %(s)s; nothing more can be received.")
+                % {"s": recovery.get_status_display()}
             )
         if amount > recovery.amount - recovery.received:
             raise InvalidInput(
                 _("Only %(left)s is still due on this recovery.")
-                % {"left": f"{recovery.amount - recovery.received:,.2f}"},
+                % {"left": format_money(recovery.amount - recovery.received)},
                 fields={"amount": [_("Too much.")]},
             )
         # Net paid per fiscal year for this award, from the ledger: what each year can give back.
@@ -421,6 +553,9 @@ def record_recovery_receipt(
                     Movement(Kind.RECOVER, take, year, award=award),
                     Movement(Kind.DECOMMIT, take, year, award=award),
                 ]
+                if year <= (locked.pool.closed_through or 0) and year in locked.allotments:
+                    # Money received back for a closed year lapses there as surplus (结余): the year stays closed.
+                    movements.append(Movement(Kind.LAPSE, take, year, origin_year=year))
                 left -= take
         if left > 0:
             raise InvalidInput(_("The award has not paid out enough to receive this much back."))
@@ -430,6 +565,7 @@ def record_recovery_receipt(
             actor=actor,
             reason=f"recovery receipt for {award.reference}",
             key_base=key_base,
+            into_closed_year=True,
         )
         award.recovered += amount
         award.save(update_fields=["recovered"])
@@ -468,7 +604,9 @@ def submit_milestone_report(
         if not tranche.requires_milestone:
             raise InvalidInput(_("This tranche does not need a milestone report."))
         if tranche.status not in OPEN_TRANCHE:
-            raise InvalidInput(_("This tranche is %(s)s; no report is needed.") % {"s": tranche.status})
+            raise InvalidInput(
+                _("This tranche is %(s)s; no report is needed.") % {"s": tranche.get_status_display()}
+            )
         if tranche.milestone_reports.filter(
             status__in=[MilestoneReport.Status.SUBMITTED, MilestoneReport.Status.ACCEPTED]
         ).exists():
@@ -505,7 +643,7 @@ def decide_milestone_report(
         award, tranche, city_id = _lock_award_tranche(report.tranche.award_id, report.tranche_id)
         require(actor, Role.PROGRAMME_OFFICER, city_id)
         if not awaiting_decision(report):
-            raise InvalidInput(_("This report was already %(s)s.") % {"s": report.status})
+            raise InvalidInput(_("This report was already %(s)s.") % {"s": report.get_status_display()})
         if not accept and not note.strip():
             raise InvalidInput(_("Say why the report is rejected."), fields={"note": [_("Required.")]})
         report.status = MilestoneReport.Status.ACCEPTED if accept else MilestoneReport.Status.REJECTED
@@ -520,6 +658,6 @@ def decide_milestone_report(
             city_id=city_id,
             after={"status": report.status, "note": note},
         )
-        if accept and tranche.status == T.PLANNED and is_due(tranche, award, today):
-            _set_status(tranche, T.PAYABLE, actor=actor, action="tranche.release", city_id=city_id)
+        if accept:
+            release_if_due(tranche, award, actor=actor, city_id=city_id, today=today)
     return report

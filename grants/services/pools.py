@@ -7,16 +7,25 @@ errors and `create_pool` / `change_pool_budget` ask again under their locks befo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
+from cities.models import City
 from grants import audit
-from grants.errors import InvalidInput
-from grants.models import FiscalYearAllotment, FundingPool, LedgerEntry, Programme
-from grants.money import ZERO, to_money
+from grants.errors import AlreadyExists, InvalidInput
+from grants.models import (
+    FiscalYearAllotment,
+    FundingPool,
+    InstitutionType,
+    LedgerEntry,
+    Programme,
+    Tranche,
+)
+from grants.money import ZERO, format_money, to_money
 from grants.roles import Role, require
 from grants.selectors import LedgerTotals, ledger_totals
 from grants.services.budget import lock_pool
@@ -33,6 +42,10 @@ PROGRAMME_FIELDS = (
     "status",
     "policy_title",
     "policy_url",
+    # Closing a fiscal year (grants.services.fiscal).
+    "carry_over_years",
+    "carry_over_max_rate",
+    "unpaid_tranches",
 )
 
 
@@ -43,29 +56,86 @@ def total_problem(programme_id: int, total: Decimal) -> str | None:
     caps = programme.pools.aggregate(s=Sum("cap", default=ZERO))["s"]
     if total < caps:
         return _("The pools' caps already sum to %(caps)s; the total cannot be less.") % {
-            "caps": f"{caps:,.2f}"
+            "caps": format_money(caps)
         }
     if total < programme.committed:
         return _("%(c)s is already committed; the total cannot be less.") % {
-            "c": f"{programme.committed:,.2f}"
+            "c": format_money(programme.committed)
         }
     return None
 
 
+def programme_problems(programme: Programme) -> dict[str, list[str]]:
+    """Why the programme cannot be saved with its edited fields (field: problems; empty: it can). A total within
+    its pools' caps and what is committed (`total_problem`); years ordered and covering every allotment and every
+    live tranche of its pools; the window ordered. Asked by `save_programme` under the programme's lock and by
+    the admin's form for its field errors."""
+    problems: dict[str, list[str]] = {}
+
+    def add(name: str, message: str) -> None:
+        problems.setdefault(name, []).append(message)
+
+    if programme.total_budget is not None and programme.total_budget <= 0:
+        add("total_budget", _("The total budget must be more than zero."))
+    elif programme.pk and programme.total_budget is not None:
+        problem = total_problem(programme.pk, programme.total_budget)
+        if problem:
+            add("total_budget", problem)
+    first, last = programme.first_fiscal_year, programme.last_fiscal_year
+    if first is not None and last is not None:
+        if last < first:
+            add("last_fiscal_year", _("The last fiscal year cannot come before the first."))
+        elif programme.pk:
+            used = sorted(
+                set(
+                    FiscalYearAllotment.objects.filter(pool__programme_id=programme.pk).values_list(
+                        "fiscal_year", flat=True
+                    )
+                )
+                | set(
+                    Tranche.objects.filter(award__pool__programme_id=programme.pk)
+                    .exclude(status=Tranche.Status.CANCELLED)
+                    .values_list("fiscal_year", flat=True)
+                )
+            )
+            outside = [year for year in used if not first <= year <= last]
+            if outside:
+                add(
+                    "first_fiscal_year" if outside[0] < first else "last_fiscal_year",
+                    _(
+                        "Fiscal years %(years)s have allotments or tranches; the programme's years must include them."
+                    )
+                    % {"years": ", ".join(str(y) for y in outside)},
+                )
+    if programme.opens_at and programme.closes_at and programme.closes_at <= programme.opens_at:
+        add("closes_at", _("Applications must close after they open."))
+    return problems
+
+
+def _refusal(problems: Mapping[str, list[str]]) -> InvalidInput:
+    return InvalidInput(" ".join(p for ps in problems.values() for p in ps), fields=dict(problems))
+
+
 def save_programme(*, programme: Programme, actor: User) -> Programme:
-    """Create or change a programme from its edited fields (never its committed counter). Locks the programme, so
-    no pool cap can grow while its total is checked."""
+    """Create or change a programme from its edited fields (never its committed counter), refused with
+    `programme_problems`. Locks the programme, so no pool cap can grow while its total is checked."""
     with transaction.atomic():
         require(actor, Role.PROGRAMME_OFFICER, programme.city_id)
         before = None
         if programme.pk:
             current = Programme.objects.select_for_update().get(pk=programme.pk)
             before = audit.snapshot(current, PROGRAMME_FIELDS)
-            problem = total_problem(programme.pk, programme.total_budget)
-            if problem:
-                raise InvalidInput(problem, fields={"total_budget": [problem]})
+        problems = programme_problems(programme)
+        if problems:
+            raise _refusal(problems)
+        if programme.pk:
             programme.save(update_fields=[*PROGRAMME_FIELDS, "city"])
         else:
+            if Programme.objects.filter(city_id=programme.city_id, code=programme.code).exists():
+                raise AlreadyExists(
+                    _("The city already has a programme with the code %(code)s.") % {"code": programme.code},
+                    fields={"code": [_("Choose another code.")]},
+                )
             programme.committed = ZERO
             programme.save()
         audit.record(
@@ -77,6 +147,25 @@ def save_programme(*, programme: Programme, actor: User) -> Programme:
             after=audit.snapshot(programme, PROGRAMME_FIELDS),
         )
     return programme
+
+
+def create_programme(*, actor: User, city: City, **fields: Any) -> Programme:
+    """A new programme of `city` from PROGRAMME_FIELDS (`save_programme`'s rules)."""
+    unknown = set(fields) - set(PROGRAMME_FIELDS)
+    if unknown:
+        raise ValueError(f"not a programme field: {sorted(unknown)}")
+    return save_programme(programme=Programme(city=city, **fields), actor=actor)
+
+
+def change_programme(*, programme: Programme, actor: User, **changes: Any) -> Programme:
+    """Change some of a programme's PROGRAMME_FIELDS (`save_programme`'s rules; the code is fixed: references are
+    made of it)."""
+    unknown = set(changes) - (set(PROGRAMME_FIELDS) - {"code"})
+    if unknown:
+        raise ValueError(f"not a changeable programme field: {sorted(unknown)}")
+    for name, value in changes.items():
+        setattr(programme, name, value)
+    return save_programme(programme=programme, actor=actor)
 
 
 # --- Pools: created, their rules changed, their budget changed, each by one service ------------------------------
@@ -100,7 +189,70 @@ POOL_RULE_FIELDS = (
     "opens_at",
     "closes_at",
     "accepting_applications",
+    # Maker-checker (grants.services.proposals): above these one officer does not decide alone.
+    "approval_threshold",
+    "payment_threshold",
+    "proposal_expiry_days",
 )
+
+
+def pool_rule_problems(pool: FundingPool) -> dict[str, list[str]]:
+    """Why the pool's subsidy rules and window cannot be saved as they are (field: problems; empty: they can).
+    `create_pool` and `change_pool` ask it under their locks; the admin's pool form and the API's serializers
+    shape the input, this judges it."""
+    problems: dict[str, list[str]] = {}
+
+    def add(name: str, message: str) -> None:
+        problems.setdefault(name, []).append(message)
+
+    types = set(InstitutionType.values)
+    if not (pool.name_en or "").strip():
+        add("name_en", _("Give the pool an English name."))
+    if pool.max_rate is not None and not ZERO < Decimal(pool.max_rate) <= 1:
+        add("max_rate", _("A rate is more than 0 and at most 1 (0.30 is 30%)."))
+    rates = pool.rate_by_type
+    if not isinstance(rates, dict):
+        add("rate_by_type", _("Give one rate per institution type."))
+    else:
+        for kind, rate in sorted(rates.items()):
+            if kind not in types:
+                add("rate_by_type", _("%(type)s is not an institution type.") % {"type": kind})
+                continue
+            try:
+                value = Decimal(str(rate))
+            except ArithmeticError:
+                value = Decimal("NaN")
+            if not (value.is_finite() and ZERO < value <= 1):
+                add(
+                    "rate_by_type",
+                    _("The rate for %(type)s is more than 0 and at most 1 (0.30 is 30%%).")
+                    % {"type": InstitutionType(kind).label},
+                )
+    eligible = pool.eligible_types
+    if not isinstance(eligible, list) or not set(eligible) <= types:
+        add("eligible_types", _("Choose institution types from the list."))
+    thresholds = pool.alert_thresholds
+    if not isinstance(thresholds, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 100 for t in thresholds
+    ):
+        add("alert_thresholds", _("Each alert threshold is a whole percentage from 1 to 100."))
+    for name in ("max_per_award", "max_per_institution_year"):
+        value = getattr(pool, name)
+        if value is not None and value <= 0:
+            add(name, _("A maximum must be more than zero (leave it empty for no maximum)."))
+    for name in ("approval_threshold", "payment_threshold"):
+        value = getattr(pool, name)
+        if value is not None and value <= 0:
+            add(name, _("A threshold must be more than zero (leave it empty: one officer decides alone)."))
+    if pool.proposal_expiry_days is not None and pool.proposal_expiry_days < 1:
+        add("proposal_expiry_days", _("A proposal expires after at least 1 day."))
+    if (pool.min_duration_years or 0) < 1:
+        add("min_duration_years", _("The shortest award is at least 1 year."))
+    elif (pool.max_duration_years or 0) < pool.min_duration_years:
+        add("max_duration_years", _("The longest award cannot be shorter than the shortest."))
+    if pool.opens_at and pool.closes_at and pool.closes_at <= pool.opens_at:
+        add("closes_at", _("Applications must close after they open."))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -192,24 +344,35 @@ def budget_problems(budget: PoolBudget, *, cap: Decimal, allotments: Mapping[int
             problems.append(_("The fiscal year is outside the programme's years."))
         if amount <= 0:
             problems.append(_("The amount must be more than zero."))
+        if programme.closed_through is not None and year <= programme.closed_through:
+            problems.append(_("The fiscal year is closed."))
         allotment = budget.allotments.get(year)
+        # What the amount must cover (allotment_taken_within_spendable): what is committed, reserved, carried
+        # over or lapsed in the year, less what earlier years carried into it.
         in_year = (
-            allotment.committed if allotment else budget.ledger_by_year.get(year, LedgerTotals()).committed
+            allotment.committed
+            + allotment.reserved
+            + allotment.carried_out
+            + allotment.lapsed
+            - allotment.carried_in
+            if allotment
+            else budget.ledger_by_year.get(year, LedgerTotals()).committed
+            + budget.ledger_by_year.get(year, LedgerTotals()).reserved
         )
         if amount < in_year:
             problems.append(
                 _("%(c)s is already committed in that year; the allotment cannot be less.")
-                % {"c": f"{in_year:,.2f}"}
+                % {"c": format_money(in_year)}
             )
         allotment_problems += [f"{_('fiscal year')} {year}: {problem}" for problem in problems]
     allotted = sum({**current, **changes}.values(), ZERO)
     if allotted > cap:
         allotment_problems.append(
             _("The allotments would sum to %(sum)s, more than the pool cap %(cap)s.")
-            % {"sum": f"{allotted:,.2f}", "cap": f"{cap:,.2f}"}
+            % {"sum": format_money(allotted), "cap": format_money(cap)}
             if changes
             else _("The cap cannot be less than the fiscal-year allotments (%(a)s).")
-            % {"a": f"{allotted:,.2f}"}
+            % {"a": format_money(allotted)}
         )
     return BudgetProblems(cap=cap_problems, allotments=allotment_problems)
 
@@ -224,15 +387,25 @@ def _cap_problems(budget: PoolBudget, cap: Decimal) -> list[str]:
                 "The pools' caps would sum to %(sum)s, more than the programme total %(total)s (%(left)s left)."
             )
             % {
-                "sum": f"{budget.other_caps + cap:,.2f}",
-                "total": f"{budget.programme.total_budget:,.2f}",
-                "left": f"{budget.programme.total_budget - budget.other_caps:,.2f}",
+                "sum": format_money(budget.other_caps + cap),
+                "total": format_money(budget.programme.total_budget),
+                "left": format_money(budget.programme.total_budget - budget.other_caps),
             }
         )
     committed = budget.pool.committed if budget.pool is not None else ZERO
+    reserved = budget.pool.reserved if budget.pool is not None else ZERO
     if cap < committed:
         problems.append(
-            _("The cap cannot be less than what is committed (%(c)s).") % {"c": f"{committed:,.2f}"}
+            _("The cap cannot be less than what is committed (%(c)s).") % {"c": format_money(committed)}
+        )
+    elif cap < committed + reserved:
+        # Proposals awaiting a second officer hold their room (grants.services.proposals).
+        problems.append(
+            _(
+                "The cap cannot be less than what is committed and reserved by proposals awaiting a second "
+                "officer (%(c)s)."
+            )
+            % {"c": format_money(committed + reserved)}
         )
     return problems
 
@@ -246,10 +419,18 @@ def create_pool(
     with transaction.atomic():
         budget = lock_budget(programme_id=pool.programme_id)
         require(actor, Role.PROGRAMME_OFFICER, budget.programme.city_id)
+        rule_problems = pool_rule_problems(pool)
+        if rule_problems:
+            raise _refusal(rule_problems)
         pool.cap = to_money(pool.cap)
         problems = budget_problems(budget, cap=pool.cap, allotments=allotments)
         if problems:
             raise problems.refusal()
+        if FundingPool.objects.filter(programme_id=pool.programme_id, code=pool.code).exists():
+            raise AlreadyExists(
+                _("The programme already has a pool with the code %(code)s.") % {"code": pool.code},
+                fields={"code": [_("Choose another code.")]},
+            )
         pool.committed = pool.disbursed = ZERO
         pool.save()
         audit.record(
@@ -275,9 +456,19 @@ def change_pool(*, pool: FundingPool, actor: User, fields: Iterable[str]) -> Fun
     with transaction.atomic():
         programme = Programme.objects.get(pk=pool.programme_id)
         require(actor, Role.PROGRAMME_OFFICER, programme.city_id)
+        problems = pool_rule_problems(pool)
+        if problems:
+            raise _refusal(problems)
+        # Before and after of each rule changed (the maker-checker thresholds among them): who changed what.
+        stored = FundingPool.objects.select_for_update().get(pk=pool.pk)
         pool.save(update_fields=fields)
         audit.record(
-            actor=actor, action="pool.change", obj=pool, city_id=programme.city_id, after={"fields": fields}
+            actor=actor,
+            action="pool.change",
+            obj=pool,
+            city_id=programme.city_id,
+            before=audit.snapshot(stored, fields),
+            after={"fields": fields, **audit.snapshot(pool, fields)},
         )
     return pool
 
@@ -326,6 +517,8 @@ def change_pool_budget(
                     amount=amount,
                     committed=ledger.committed,
                     disbursed=ledger.disbursed,
+                    # A proposal's reservation made before the year had an allotment (its RELEASE must find it).
+                    reserved=ledger.reserved,
                 )
                 _record_allotment(actor, allotment, city_id, before=None)
             elif allotment.amount != amount:
@@ -361,3 +554,44 @@ def set_allotment(
     """Create or change one fiscal-year allotment: `change_pool_budget` with the cap as it is."""
     change_pool_budget(pool=pool, actor=actor, allotments={fiscal_year: amount})
     return FiscalYearAllotment.objects.get(pool_id=pool.pk, fiscal_year=fiscal_year)
+
+
+def update_pool(
+    *,
+    pool: FundingPool,
+    actor: User,
+    rules: Mapping[str, Any] | None = None,
+    cap: Decimal | None = None,
+    allotments: Mapping[int, Decimal] | None = None,
+) -> FundingPool:
+    """Change a pool's rules (POOL_RULE_FIELDS: value), cap and allotments in one transaction: the budget first
+    (`change_pool_budget`, under its locks), then the rules (`change_pool`). Either refusal changes nothing."""
+    rules = dict(rules or {})
+    with transaction.atomic():
+        if cap is not None or allotments:
+            change_pool_budget(pool=pool, actor=actor, cap=cap, allotments=allotments)
+        for name, value in rules.items():
+            setattr(pool, name, value)
+        change_pool(pool=pool, actor=actor, fields=rules)
+    return pool
+
+
+def close_call(*, pool: FundingPool, actor: User) -> FundingPool:
+    """Stop the pool taking applications now, whatever its window says; those already submitted go on. Audited
+    as `pool.close`, like the closing job's. Closing a closed call changes nothing (a retry is harmless).
+
+    Locks the programme, then the pool (the fixed order), and decides on the locked row."""
+    with transaction.atomic():
+        locked = lock_pool(pool.pk, years=set())
+        require(actor, Role.PROGRAMME_OFFICER, locked.pool.programme.city_id)
+        if locked.pool.accepting_applications:
+            audit.change(
+                locked.pool,
+                actor=actor,
+                action="pool.close",
+                city_id=locked.pool.programme.city_id,
+                audited=("accepting_applications",),
+                values={"accepting_applications": False},
+            )
+    pool.accepting_applications = False
+    return pool

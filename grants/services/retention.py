@@ -53,6 +53,7 @@ from grants.models import (
     Tranche,
 )
 from grants.portal.selectors import TIMELINE_LABELS
+from grants.services import notifications
 
 S = Application.Status
 UNSUCCESSFUL = (S.REJECTED, S.WITHDRAWN)
@@ -231,6 +232,7 @@ def _anonymise_application(pk: int, *, cutoff: datetime, now: datetime, report: 
         application.anonymised_at = now
         # updated_at is left alone: it is when the application ended, which retention counts from.
         application.save(update_fields=["title", "summary", "decision_note", "anonymised_at"])
+        notices = notifications.forget_application(application)
         audit.record(
             actor=None,
             action="application.anonymise",
@@ -240,6 +242,7 @@ def _anonymise_application(pk: int, *, cutoff: datetime, now: datetime, report: 
                 "cleared": ["title", "summary", "decision_note"],
                 "review_comments_cleared": comments,
                 "attachments_deleted": files,
+                "notices_cleared": notices,
             },
         )
     report.applications.append(pk)
@@ -277,6 +280,7 @@ def _anonymise_account(pk: int, *, cutoff: datetime, report: RetentionReport) ->
         user.save(update_fields=["username", "first_name", "last_name", "email", "password", "is_active"])
         tokens, _by_model = ApiToken.objects.filter(user=user).delete()
         responses, _by_model = IdempotencyRecord.objects.filter(user=user).delete()
+        notices = notifications.forget_user(user)
         audit.record(
             actor=None,
             action="user.anonymise",
@@ -286,6 +290,7 @@ def _anonymise_account(pk: int, *, cutoff: datetime, report: RetentionReport) ->
                 "cleared": ["username", "first_name", "last_name", "email", "password"],
                 "api_tokens_deleted": tokens,
                 "stored_api_responses_deleted": responses,
+                "notices_deleted": notices,
             },
         )
     report.accounts.append(pk)
@@ -338,6 +343,8 @@ def export_personal_data(*, actor: User) -> dict[str, Any]:
         ],
         "applications": [_application(a, actor) for a in applications],
         "notices": _notices(applications),
+        # What the notices page and the e-mails told the person, and their choices of e-mail and language.
+        "notifications": notifications.personal_data(actor),
         "reviews_written": [
             {
                 "application": r.application.reference or r.application.pk,

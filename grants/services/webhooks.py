@@ -319,7 +319,8 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, s
 
 # --- Endpoints -----------------------------------------------------------------------------------------------
 
-ENDPOINT_FIELDS = ("url", "events", "active")
+# Audited with every change (the secret itself never: only that it changed).
+ENDPOINT_FIELDS = ("city_id", "url", "events", "active")
 
 
 def save_endpoint(*, endpoint: WebhookEndpoint, actor: User) -> WebhookEndpoint:
@@ -331,10 +332,12 @@ def save_endpoint(*, endpoint: WebhookEndpoint, actor: User) -> WebhookEndpoint:
         check_target(endpoint.url)
     with transaction.atomic():
         before = None
+        secret_changed = True
         if endpoint.pk:
             current = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
             require(actor, Role.PROGRAMME_OFFICER, current.city_id)
             before = audit.snapshot(current, ENDPOINT_FIELDS)
+            secret_changed = current.secret != endpoint.secret
         else:
             endpoint.created_by = actor
         endpoint.save()
@@ -344,7 +347,7 @@ def save_endpoint(*, endpoint: WebhookEndpoint, actor: User) -> WebhookEndpoint:
             obj=endpoint,
             city_id=endpoint.city_id,
             before=before,
-            after=audit.snapshot(endpoint, ENDPOINT_FIELDS),
+            after={**audit.snapshot(endpoint, ENDPOINT_FIELDS), "secret_changed": secret_changed},
         )
     return endpoint
 

@@ -52,11 +52,15 @@ def test_a_shanghai_officer_approves_and_sees_the_pool_utilisation_move(
     screenshot(page, "admin-approve-schedule")
     page.click("input[name=_confirm]")
     page.wait_for_selector(".messagelist")
-    screenshot(page, "admin-pool-after-approval")
     assert "Approved" in page.locator(".messagelist").inner_text()
 
     award = Award.objects.get(application=sh_application)
     assert award.amount == Decimal("120000000.00")
+    # The officer lands on the new award (issue 16, item 8); the pool's page shows the commitment.
+    assert page.url.endswith(f"/admin/grants/award/{award.pk}/change/")
+    screenshot(page, "admin-award-after-approval")
+    page.goto(f"/admin/grants/fundingpool/{sh_pool.pk}/change/")
+    screenshot(page, "admin-pool-after-approval")
     after = bar_width(page)
     assert after == pytest.approx(20.0)  # 120M of the 600M cap
 

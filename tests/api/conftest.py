@@ -88,13 +88,13 @@ class World:
 
 
 @pytest.fixture
-def world(sh_pool, carols_startup, carol, alice, rita, dave, bob, hangzhou) -> World:
+def world(sh_pool, carols_startup, carol, alice, rita, dave, frank, bob, hangzhou) -> World:
     award = f.award(
         sh_pool, carols_startup, carol, alice, rita, requested="3000000", years=3, start=date(2024, 6, 1)
     )
     paid, gated, planned = award.tranches.order_by("sequence")
     services.release_tranche(tranche=paid, actor=dave)
-    services.pay_tranche(tranche=paid, actor=dave, payment_reference="SH-PAY-1")
+    services.pay_tranche(tranche=paid, actor=frank, payment_reference="SH-PAY-1")
     report = services.submit_milestone_report(tranche=gated, actor=carol, summary="Cluster delivered.")
     recovery = services.demand_recovery(
         award=award, actor=dave, amount=Decimal("100000"), due_date=date(2030, 1, 1), reason="Overclaimed."

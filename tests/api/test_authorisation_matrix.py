@@ -6,12 +6,25 @@ so for them "allowed" means the Shanghai object is in what the role gets back. E
 that is rolled back, so every role meets the same world.
 """
 
+from datetime import date
 from typing import Any
 
 from django.db import transaction
 
 from grants.api.authentication import create_token
-from grants.models import AuditEvent, ExportJob, LedgerEntry, Review
+from grants.models import (
+    AuditEvent,
+    DuplicateFlag,
+    ExportJob,
+    LedgerEntry,
+    Notification,
+    ReportingDuty,
+    Review,
+)
+from grants.roles import Role
+from grants.services.proposals import propose_approval
+from grants.services.reporting import submit_report
+from tests import factories as f
 
 ROLES = ("alice", "bob", "carol", "dave", "erin", "rita", "admin", "anonymous")
 AUTHENTICATED = {"alice", "bob", "carol", "dave", "erin", "rita", "admin"}
@@ -31,6 +44,7 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("institutions", w.institution.pk, SH_STAFF | {"carol"}),
         ("applications", app, SH_STAFF | {"carol", "rita"}),
         ("reviews", ids["review"], SH_STAFF | {"rita"}),
+        ("duplicate-flags", ids["flag"], SH_STAFF),
         ("awards", award, SH_STAFF | {"carol"}),
         ("tranches", w.paid.pk, SH_STAFF | {"carol"}),
         ("milestone-reports", w.report.pk, SH_STAFF | {"carol"}),
@@ -40,6 +54,9 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("audit-events", ids["audit"], SH_STAFF),
         ("tokens", ids["token"], MEMBER),
         ("exports", ids["export"], {"alice", "admin"}),  # alice's own export: nobody else's business
+        ("notifications", ids["notice"], {"carol"}),  # one's own notices only, administrators included
+        ("reporting-duties", ids["duty"], SH_STAFF | {"carol"}),
+        ("proposals", ids["proposal"], SH_STAFF),  # an internal step: not the applicant's
     ]
     cases: list[tuple[str, str, dict[str, Any] | None, set[str]]] = []
     for resource, pk, allowed in lists:
@@ -64,6 +81,9 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
             {"technical_merit": 3, "feasibility": 3, "impact": 3, "recommendation": "fund"},
             {"rita"},
         ),
+        # Controls (issue 14): the assigned reviewer declares; an officer of the city acknowledges a flag.
+        ("post", f"/api/v1/reviews/{ids['review']}/declare/", {"conflict": False}, {"rita"}),
+        ("post", f"/api/v1/duplicate-flags/{ids['flag']}/acknowledge/", {"reason": "r"}, OFFICER),
         ("post", f"/api/v1/applications/{app}/approve/", {}, OFFICER),
         ("post", f"/api/v1/applications/{app}/reject/", note, OFFICER),
         ("post", f"/api/v1/applications/{app}/return/", note, OFFICER),
@@ -86,9 +106,56 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
             FINANCE,
         ),
         ("post", f"/api/v1/recoveries/{w.recovery.pk}/receipt/", {"amount": "10"}, FINANCE),
+        # Award agreements and reporting duties (issue 16): the institution accepts and reports, officers decide.
+        ("get", f"/api/v1/awards/{award}/agreement.pdf", None, SH_STAFF | {"carol"}),
+        ("post", f"/api/v1/awards/{award}/accept-agreement/", {}, MEMBER),
+        (
+            "list",
+            "/api/v1/reporting-duties/?overdue=true&page_size=1000",
+            {"id": ids["duty"]},
+            SH_STAFF | {"carol"},
+        ),
+        ("post", f"/api/v1/reporting-duties/{ids['duty']}/submit/", {"answers": {"progress": "p"}}, MEMBER),
+        ("post", f"/api/v1/reporting-duties/{ids['submitted_duty']}/accept/", {}, OFFICER),
+        ("post", f"/api/v1/reporting-duties/{ids['submitted_duty']}/return/", note, OFFICER),
         ("post", f"/api/v1/alerts/{w.alert.pk}/acknowledge/", {}, {"alice", "dave", "admin"}),
+        # Maker-checker (issue 14): the proposal was made by another Shanghai officer, so alice may confirm it.
+        ("post", f"/api/v1/applications/{app}/propose/", {}, OFFICER),
+        ("post", f"/api/v1/awards/{award}/propose-amendment/", {"amount": "3100000", "reason": "r"}, OFFICER),
+        ("post", f"/api/v1/tranches/{tranche}/propose-payment/", {"payment_reference": "M-2"}, FINANCE),
+        ("post", f"/api/v1/proposals/{ids['proposal']}/confirm/", {}, OFFICER),
+        ("post", f"/api/v1/proposals/{ids['proposal']}/send-back/", note, OFFICER),
+        # Budget setup (issue 15): programme officers of the city; other cities' staff and applicants get 404.
+        ("post", "/api/v1/programmes/", _programme(), OFFICER),
+        ("patch", f"/api/v1/programmes/{w.sh_pool.programme_id}/", {"name_en": "Renamed"}, OFFICER),
+        ("post", "/api/v1/pools/", _pool(w), OFFICER),
+        ("patch", f"/api/v1/pools/{w.sh_pool.pk}/", {"min_reviews": 2}, OFFICER),
+        (
+            "post",
+            f"/api/v1/pools/{w.sh_pool.pk}/allotments/",
+            {"allotments": [{"fiscal_year": 2030, "amount": "1000"}]},
+            OFFICER,
+        ),
+        ("post", f"/api/v1/pools/{w.sh_pool.pk}/close/", {}, OFFICER),
+        # Fiscal years (issue 15): finance reschedules and closes; officers of the city preview.
+        (
+            "post",
+            f"/api/v1/tranches/{tranche}/reschedule/",
+            {"scheduled_date": "2031-06-01", "reason": "r"},
+            FINANCE,
+        ),
+        (
+            "get",
+            f"/api/v1/programmes/{w.sh_pool.programme_id}/fiscal-years/2024/close/",
+            None,
+            OFFICER | FINANCE,
+        ),
+        ("post", f"/api/v1/programmes/{w.sh_pool.programme_id}/fiscal-years/2024/close/", {}, FINANCE),
+        ("list", "/api/v1/tranches/?overdue=false&page_size=1000", {"id": w.paid.pk}, SH_STAFF | {"carol"}),
         ("post", "/api/v1/tokens/", {"name": "erp"}, AUTHENTICATED),
         ("post", f"/api/v1/tokens/{ids['token']}/revoke/", {}, MEMBER),
+        ("post", f"/api/v1/notifications/{ids['notice']}/read/", {}, {"carol"}),
+        ("post", "/api/v1/notifications/read-all/", {}, AUTHENTICATED),
         ("delete", f"/api/v1/applications/{app}/", None, set()),
         ("put", f"/api/v1/awards/{award}/", {}, set()),
         ("get", "/api/v1/reports/disbursements/?group_by=city", None, AUTHENTICATED),
@@ -103,6 +170,25 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
     return cases
 
 
+def _duties(w: Any, carol: Any) -> dict[str, int]:
+    """Two progress reports of the Shanghai award, both past their date: one owed, one submitted."""
+    progress, _financial = f.report_requirements(w.sh_pool)
+    owed, submitted = (
+        ReportingDuty.objects.create(
+            award=w.award, pool=w.sh_pool, requirement=progress, kind="progress", sequence=n, due_date=due
+        )
+        for n, due in ((1, date(2024, 12, 1)), (2, date(2025, 6, 1)))
+    )
+    submit_report(duty=submitted, actor=carol, answers={"progress": "Done."})
+    return {"duty": owed.pk, "submitted_duty": submitted.pk}
+
+
+def _proposal(w: Any) -> int:
+    """The Shanghai application under review, proposed for approval by a second Shanghai officer (issue 14)."""
+    amir = f.user("amir", roles=(Role.PROGRAMME_OFFICER,), cities=(w.sh_pool.programme.city,))
+    return propose_approval(application=w.application, actor=amir).pk
+
+
 def _draft(w: Any) -> dict[str, Any]:
     return {
         "institution": w.institution.pk,
@@ -111,6 +197,29 @@ def _draft(w: Any) -> dict[str, Any]:
         "eligible_cost": "1000000",
         "requested_amount": "100000",
         "proposed_start": "2026-01-01",
+    }
+
+
+def _programme() -> dict[str, Any]:
+    return {
+        "city": "SH",
+        "code": "2030",
+        "name_en": "Shanghai AI 2030",
+        "total_budget": "100000000",
+        "first_fiscal_year": 2030,
+        "last_fiscal_year": 2031,
+        "opens_at": "2030-01-01T00:00:00+08:00",
+        "closes_at": "2030-06-30T00:00:00+08:00",
+    }
+
+
+def _pool(w: Any) -> dict[str, Any]:
+    return {
+        "programme": w.sh_pool.programme_id,
+        "code": "NEW",
+        "name_en": "New pool",
+        "category": "data",
+        "cap": "1000",
     }
 
 
@@ -138,6 +247,16 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
         "token": token.pk,
         "export": ExportJob.objects.create(requested_by=users["alice"], report="budget", format="csv").pk,
         "rita": users["rita"].pk,
+        "notice": Notification.objects.filter(user=carol).earliest("id").pk,
+        **_duties(world, carol),
+        "proposal": _proposal(world),
+        # After the proposal: a flag that no acknowledgement cleared would stop it.
+        "flag": DuplicateFlag.objects.create(
+            application=world.application,
+            other=world.award.application,
+            similarity="0.900",
+            found_on="submission",
+        ).pk,
     }
     mismatches = []
     cases = _cases(world, ids)

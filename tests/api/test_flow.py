@@ -3,8 +3,12 @@
 from datetime import date
 from decimal import Decimal
 
-from grants.models import Application, AuditEvent, Award, FundingPool, LedgerEntry, Tranche
+from grants.models import Application, AuditEvent, Award, FundingPool, LedgerEntry, Review, Tranche
 from tests import factories as f
+
+
+def assigned_review(app_id, reviewer):
+    return Review.objects.get(application_id=app_id, reviewer=reviewer).pk
 
 
 def test_applicant_drafts_submits_and_officer_approves(api, sh_pool, carols_startup, carol, alice, rita):
@@ -35,6 +39,9 @@ def test_applicant_drafts_submits_and_officer_approves(api, sh_pool, carols_star
     )
     assert assigned.status_code == 200 and assigned.json()["status"] == "under_review"
 
+    review_id = assigned_review(app_id, rita)
+    declared = api(rita).post(f"/api/v1/reviews/{review_id}/declare/", {"conflict": False}, format="json")
+    assert declared.status_code == 200 and declared.json()["declaration"] == "no_conflict", declared.json()
     review = {"technical_merit": 4, "feasibility": 5, "impact": 4, "recommendation": "fund"}
     reviewed = api(rita).post(f"/api/v1/applications/{app_id}/review/", review, format="json")
     assert reviewed.status_code == 200, reviewed.json()

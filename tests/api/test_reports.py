@@ -17,7 +17,7 @@ from tests import factories as f
 
 
 @pytest.fixture
-def spread(world, sh_pool, carols_startup, carol, alice, rita, dave):
+def spread(world, sh_pool, carols_startup, carol, alice, rita, dave, frank):
     """More tranches in more years, states and institutions."""
     other = f.institution(sh_pool.programme.city, carol, type="sme")
     award = f.award(sh_pool, other, carol, alice, rita, requested="1000001", years=4, start=date(2025, 2, 14))
@@ -25,7 +25,7 @@ def spread(world, sh_pool, carols_startup, carol, alice, rita, dave):
     from grants import services
 
     services.release_tranche(tranche=first, actor=dave)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="SPREAD-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="SPREAD-1")
     last = award.tranches.latest("sequence")
     services.cancel_tranche(tranche=last, actor=dave, reason="Scope cut")
     return world
@@ -206,4 +206,5 @@ def test_report_functions_are_plain_functions_for_the_export_job(spread, erin):
 def test_every_combination_of_two_dimensions_runs(spread, erin):
     for a, b in product(reports.DIMENSIONS, repeat=2):
         report = reports.build("disbursements", erin, {"group_by": [a, b]})
-        assert sum(r[-2] for r in report.rows) >= 0  # cancelled_amount column is numeric
+        cancelled = report.columns.index("cancelled_amount")
+        assert sum(r[cancelled] for r in report.rows) >= 0  # cancelled_amount column is numeric

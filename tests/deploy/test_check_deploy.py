@@ -70,6 +70,7 @@ def test_the_documented_example_configuration_passes_the_deploy_check():
         ({"SESSION_COOKIE_SECURE": "0"}, "security.W012"),
         ({"SECRET_KEY": "short"}, "security.W009"),
         ({"DEBUG": "1"}, "security.W018"),
+        ({"SECOND_FACTOR_REQUIRED": "0"}, "grants.W001"),  # staff with a password alone
     ],
 )
 def test_a_weakened_setting_fails_the_deploy_check(override, check_id):

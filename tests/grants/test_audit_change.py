@@ -97,7 +97,9 @@ def test_application_events_keep_their_content(draft, carol, alice, rita):
     assert set(withdrawn.after) == {"status", "reference", *services.applications.EDITABLE_FIELDS}
 
 
-def test_award_and_tranche_events_keep_their_content(sh_pool, carols_startup, carol, alice, rita, dave):
+def test_award_and_tranche_events_keep_their_content(
+    sh_pool, carols_startup, carol, alice, rita, dave, frank
+):
     award = f.award(sh_pool, carols_startup, carol, alice, rita, requested="2000000", years=2)
     approved = last("application.approve")
     assert approved.before == {"status": "under_review"}
@@ -109,7 +111,7 @@ def test_award_and_tranche_events_keep_their_content(sh_pool, carols_startup, ca
     }
     first, _second = award.tranches.order_by("sequence")
     services.release_tranche(tranche=first, actor=dave)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1", paid_on=date(2025, 3, 2))
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1", paid_on=date(2025, 3, 2))
     paid = last("tranche.pay")
     assert paid.before == {
         "status": "payable",
@@ -117,12 +119,17 @@ def test_award_and_tranche_events_keep_their_content(sh_pool, carols_startup, ca
         "paid_on": None,
         "payment_reference": None,
         "status_note": "",
+        # Who made it payable, paid it and confirmed the payment (issue 14: two people for big decisions).
+        "released_by_id": dave.pk,
+        "paid_by_id": None,
+        "confirmed_by_id": None,
     }
     assert paid.after == {
         **paid.before,
         "status": "paid",
         "paid_on": "2025-03-02",
         "payment_reference": "PAY-1",
+        "paid_by_id": frank.pk,
     }
 
     services.suspend_award(award=award, actor=alice, reason="Audit pending")

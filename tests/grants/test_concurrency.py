@@ -66,7 +66,8 @@ def ready_applications(pool, carol, alice, rita, amounts: list[str]):
 
 
 def payable_awards(pool, carol, alice, rita, dave, n: int) -> list[Award]:
-    """n awards of 500,000 in two due tranches of 250,000, both released."""
+    """n awards of 500,000 in two due tranches of 250,000, both released by `dave` (so another finance officer
+    pays them)."""
     awards = []
     for _ in range(n):
         inst = f.institution(pool.programme.city, carol)
@@ -92,7 +93,7 @@ def replay_available(pool: FundingPool) -> set[Decimal]:
     return seen
 
 
-def test_approvals_payments_and_cancellations_race_for_one_pool(sh_pool, carol, alice, rita, dave):
+def test_approvals_payments_and_cancellations_race_for_one_pool(sh_pool, carol, alice, rita, dave, frank):
     awards = payable_awards(sh_pool, carol, alice, rita, dave, 8)  # 4,000,000 committed
     FundingPool.objects.filter(pk=sh_pool.pk).update(cap=D("10000000"))  # 6,000,000 left
     apps = ready_applications(sh_pool, carol, alice, rita, ["400000"] * APPROVERS)
@@ -104,7 +105,7 @@ def test_approvals_payments_and_cancellations_race_for_one_pool(sh_pool, carol, 
 
     def pay(ts):
         return lambda: [
-            services.pay_tranche(tranche=t, actor=dave, payment_reference=f"PAY-{t.pk}") for t in ts
+            services.pay_tranche(tranche=t, actor=frank, payment_reference=f"PAY-{t.pk}") for t in ts
         ]
 
     def cancel(ts):
@@ -137,7 +138,7 @@ def test_approvals_payments_and_cancellations_race_for_one_pool(sh_pool, carol, 
     assert_invariants()
 
 
-def test_exactly_the_approvals_that_fit_are_approved(sh_pool, carol, alice, rita, dave):
+def test_exactly_the_approvals_that_fit_are_approved(sh_pool, carol, alice, rita, dave, frank):
     """Without cancellations, committed only grows: a refused approval cannot fit at the end either."""
     awards = payable_awards(sh_pool, carol, alice, rita, dave, 2)
     FundingPool.objects.filter(pk=sh_pool.pk).update(cap=D("6000000"))  # 5,000,000 left
@@ -148,7 +149,7 @@ def test_exactly_the_approvals_that_fit_are_approved(sh_pool, carol, alice, rita
         partial(services.approve_application, application=app, actor=alice) for app in apps
     ]
     jobs += [
-        partial(services.pay_tranche, tranche=t, actor=dave, payment_reference=f"PAY-{t.pk}")
+        partial(services.pay_tranche, tranche=t, actor=frank, payment_reference=f"PAY-{t.pk}")
         for t in tranches
     ]
     results = in_parallel(jobs)
@@ -183,13 +184,13 @@ def test_the_same_approval_sent_concurrently_commits_once(ready, alice, sh_pool)
     assert_invariants()
 
 
-def test_the_same_payment_sent_concurrently_disburses_once(sh_pool, carol, alice, rita, dave):
+def test_the_same_payment_sent_concurrently_disburses_once(sh_pool, carol, alice, rita, dave, frank):
     (award,) = payable_awards(sh_pool, carol, alice, rita, dave, 1)
     first = award.tranches.get(sequence=1)
     results = in_parallel(
         [
             lambda: services.pay_tranche(
-                tranche=first, actor=dave, payment_reference="PAY-ONCE", idempotency_key="same-payment"
+                tranche=first, actor=frank, payment_reference="PAY-ONCE", idempotency_key="same-payment"
             )
             for _ in range(16)
         ]

@@ -26,7 +26,8 @@ from grants.models import (
     UsageSnapshot,
 )
 from grants.portal.selectors import open_calls
-from grants.services import tracking, windows
+from grants.roles import Role
+from grants.services import fiscal, tracking, windows
 from grants.services.applications import eligibility_failures
 from tests import factories as f
 from tests.api.conftest import client_for
@@ -41,12 +42,17 @@ def test_each_ledger_kind_moves_one_counter_with_one_sign():
         K.DECOMMIT: ("committed", -1),
         K.DISBURSE: ("disbursed", 1),
         K.RECOVER: ("disbursed", -1),
+        K.RESERVE: ("reserved", 1),
+        K.RELEASE: ("reserved", -1),
+        K.CARRY_OUT: ("carried_out", 1),
+        K.CARRY_IN: ("carried_in", 1),
+        K.LAPSE: ("lapsed", 1),
     }
     assert set(LEDGER_EFFECTS) == set(K.values)
 
 
 @pytest.fixture
-def moved(sh_pool, carols_startup, carol, alice, rita, dave):
+def moved(sh_pool, carols_startup, carol, alice, rita, dave, frank):
     """Money moved every way in one pool: committed over two years, paid, a tranche cancelled (de-commit), part
     of a payment recovered (recover and de-commit)."""
     for year in (2025, 2026):
@@ -56,13 +62,25 @@ def moved(sh_pool, carols_startup, carol, alice, rita, dave):
     )
     first, second = award.tranches.order_by("sequence")
     services.release_tranche(tranche=first, actor=dave, today=first.scheduled_date)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="DF-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="DF-1")
     services.cancel_tranche(tranche=second, actor=dave, reason="milestone dropped")
     award.refresh_from_db()
     recovery = services.demand_recovery(
         award=award, actor=dave, amount=D("300000"), due_date=date(2026, 1, 31), reason="misuse"
     )
     services.record_recovery_receipt(recovery=recovery, actor=dave, amount=D("300000"))
+    # An approval proposed for a second officer (reserve) and sent back by one (release).
+    amir = f.user("amir", roles=(Role.PROGRAMME_OFFICER,), cities=(sh_pool.programme.city,))
+    proposed = f.reviewed(f.application(sh_pool, carols_startup, carol, cost="40000000"), carol, alice, rita)
+    proposal = services.propose_approval(application=proposed, actor=alice)
+    services.send_back_proposal(proposal=proposal, actor=amir, note="the schedule needs a second look")
+    services.reject_application(application=proposed, actor=alice)  # decided: out of the pipeline below
+    # 2024 and 2025 closed: half of 2025's unspent allotment carried over to 2026, the rest lapsed.
+    Programme.objects.filter(pk=sh_pool.programme_id).update(carry_over_years=1, carry_over_max_rate=D("0.5"))
+    for year in (2024, 2025):
+        fiscal.close_fiscal_year(
+            programme=sh_pool.programme, fiscal_year=year, actor=dave, today=date(2026, 1, 5)
+        )
     assert {e.kind for e in LedgerEntry.objects.filter(pool=sh_pool)} == set(K.values)
     sh_pool.refresh_from_db()
     return sh_pool
@@ -76,14 +94,20 @@ def test_the_ledger_totals_equal_the_counters_the_postings_moved(moved):
     assert (totals.committed, totals.disbursed) == (moved.committed, moved.disbursed)
     assert (moved.committed, moved.disbursed) == (D("1700000"), D("1700000"))
     by_hand = {"committed": D(0), "disbursed": D(0)}
-    for e in entries:
+    for e in entries.filter(kind__in=(K.COMMIT, K.DECOMMIT, K.DISBURSE, K.RECOVER)):
         by_hand["committed" if e.kind in (K.COMMIT, K.DECOMMIT) else "disbursed"] += (
             e.amount if e.kind in (K.COMMIT, K.DISBURSE) else -e.amount
         )
     assert by_hand == {"committed": totals.committed, "disbursed": totals.disbursed}
     per_year = selectors.ledger_totals(entries, by=("pool_id", "fiscal_year"))
     allotment = moved.allotments.get(fiscal_year=2025)
-    assert per_year[(moved.pk, 2025)] == selectors.LedgerTotals(allotment.committed, allotment.disbursed)
+    assert per_year[(moved.pk, 2025)] == selectors.LedgerTotals(
+        committed=allotment.committed,
+        disbursed=allotment.disbursed,
+        carried_out=allotment.carried_out,
+        lapsed=allotment.lapsed,
+    )
+    assert (allotment.carried_out, allotment.lapsed) == (D("2500000"), D("800000"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from grants import services
 from grants.errors import ConflictOfInterest, Ineligible, InvalidInput, InvalidTransition, NotPermitted
 from grants.models import Application, InstitutionMember, Review
 from grants.roles import Role
+from grants.services.reviews import declare_conflict
 from tests import factories as f
 from tests.grants.invariants import audit_actions, refused
 
@@ -336,6 +337,7 @@ def test_reviewers_are_assigned_by_an_officer_of_the_city_to_a_submitted_applica
 def _assigned(draft, carol, alice, rita):
     services.submit_application(application=draft, actor=carol)
     (review,) = services.assign_reviewers(application=draft, actor=alice, reviewers=[rita])
+    declare_conflict(review=review, actor=rita, conflict=False)
     return review
 
 
@@ -354,7 +356,7 @@ def test_a_reviewer_submits_one_review(draft, carol, alice, rita):
     review.refresh_from_db()
     assert (review.technical_merit, review.feasibility, review.impact) == (5, 1, 3)
     assert review.recommended_amount == Decimal("800000.00")
-    assert audit_actions(review) == ["review.submit"]
+    assert audit_actions(review) == ["review.declare_no_conflict", "review.submit"]
     with refused(InvalidInput):
         services.submit_review(
             review=review, actor=rita, technical_merit=1, feasibility=1, impact=1, recommendation="fund"

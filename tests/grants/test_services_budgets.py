@@ -165,7 +165,7 @@ def test_the_budget_check_is_pure_and_agrees_with_the_service(sh_pool, alice, dj
         fine = budget_problems(budget, cap=D("3000"), allotments={2025: D("2000")})
     assert not fine and not fine.cap and not fine.allotments
     assert problems.cap == [] and problems.allotments == [
-        "The allotments would sum to 2,000.00, more than the pool cap 1,000.00."
+        "The allotments would sum to CNY 2,000.00, more than the pool cap CNY 1,000.00."
     ]
     with refused(InvalidInput) as info:
         change_pool_budget(pool=sh_pool, actor=alice, cap=D("1000"), allotments={2025: D("2000")})

@@ -39,9 +39,15 @@ def tranche(award: Award, sequence: int) -> Tranche:
 
 
 def paid_first(award, dave, reference="PAY-1"):
+    """Tranche 1 released by `dave` and paid by a second finance officer: the releaser may not pay it."""
     first = tranche(award, 1)
     services.release_tranche(tranche=first, actor=dave)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference=reference, paid_on=date(2026, 4, 1))
+    services.pay_tranche(
+        tranche=first,
+        actor=f.second_finance(award.pool.programme.city),
+        payment_reference=reference,
+        paid_on=date(2026, 4, 1),
+    )
     return first
 
 
@@ -132,9 +138,10 @@ def test_the_daily_release_is_safe_to_run_twice(award, carol, alice):
 # --- Pay ------------------------------------------------------------------------------------------------------
 
 
-def test_payment_disburses_the_tranche(award, dave, sh_pool):
+def test_payment_disburses_the_tranche(award, dave, frank, sh_pool):
     first = paid_first(award, dave)
     first.refresh_from_db()
+    assert (first.released_by, first.paid_by) == (dave, frank)
     award.refresh_from_db()
     sh_pool.refresh_from_db()
     assert (first.status, first.payment_reference, first.paid_on) == (T.PAID, "PAY-1", date(2026, 4, 1))
@@ -146,7 +153,7 @@ def test_payment_disburses_the_tranche(award, dave, sh_pool):
         D("1000000.00"),
         2025,
         first,
-        dave,
+        frank,
     )
     assert audit_actions(first) == ["tranche.release", "tranche.pay"]
     assert_invariants()
@@ -185,29 +192,29 @@ def test_only_finance_of_the_city_pays(award, dave, alice, sh_finance_hz):
             services.pay_tranche(tranche=first, actor=actor, payment_reference="PAY-1")
 
 
-def test_a_suspended_awards_payable_tranche_is_not_paid(award, dave, alice):
+def test_a_suspended_awards_payable_tranche_is_not_paid(award, dave, frank, alice):
     first = services.release_tranche(tranche=tranche(award, 1), actor=dave)
     services.suspend_award(award=award, actor=alice, reason="Audit")
     with refused(InvalidInput):
-        services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+        services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")
     services.resume_award(award=award, actor=alice)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")
 
 
-def test_the_same_payment_twice_moves_money_once(award, dave, carol, alice):
+def test_the_same_payment_twice_moves_money_once(award, dave, frank, carol, alice):
     first = services.release_tranche(tranche=tranche(award, 1), actor=dave)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1", idempotency_key="p-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1", idempotency_key="p-1")
     with refused(Exception):
         again = services.pay_tranche(
-            tranche=first, actor=dave, payment_reference="PAY-1", idempotency_key="p-1"
+            tranche=first, actor=frank, payment_reference="PAY-1", idempotency_key="p-1"
         )
         assert again.status == T.PAID
         raise Exception("replayed")
     with refused(InvalidTransition):
-        services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+        services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")
     second = accepted_milestone(tranche(award, 2), carol, alice)
     with refused(IdempotencyConflict):
-        services.pay_tranche(tranche=second, actor=dave, payment_reference="PAY-2", idempotency_key="p-1")
+        services.pay_tranche(tranche=second, actor=frank, payment_reference="PAY-2", idempotency_key="p-1")
 
 
 def test_paying_the_last_open_tranche_completes_the_award(award, dave, alice, carol):
@@ -489,7 +496,7 @@ def test_accepting_a_report_before_the_date_leaves_the_tranche_planned(award, ca
 # --- Debarment ---------------------------------------------------------------------------------------------------------
 
 
-def test_a_debarred_institution_is_not_paid(award, alice, bob, dave, carols_startup):
+def test_a_debarred_institution_is_not_paid(award, alice, bob, dave, frank, carols_startup):
     first = services.release_tranche(tranche=tranche(award, 1), actor=dave)
     with refused(InvalidInput):
         services.debar_institution(institution=carols_startup, actor=alice, until=date(2099, 1, 1), reason="")
@@ -502,14 +509,14 @@ def test_a_debarred_institution_is_not_paid(award, alice, bob, dave, carols_star
         institution=carols_startup, actor=alice, until=date(2099, 1, 1), reason="Fraud"
     )
     with refused(InstitutionDebarred):
-        services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+        services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")
     services.debar_institution(institution=carols_startup, actor=alice, until=None)
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")
     assert audit_actions(carols_startup) == ["institution.debar", "institution.lift_debarment"]
 
 
-def test_a_debarment_that_ended_yesterday_no_longer_applies(award, alice, dave, carols_startup):
+def test_a_debarment_that_ended_yesterday_no_longer_applies(award, alice, dave, frank, carols_startup):
     first = services.release_tranche(tranche=tranche(award, 1), actor=dave)
     yesterday = date.fromordinal(timezone.localdate().toordinal() - 1)
     services.debar_institution(institution=carols_startup, actor=alice, until=yesterday, reason="Late report")
-    services.pay_tranche(tranche=first, actor=dave, payment_reference="PAY-1")
+    services.pay_tranche(tranche=first, actor=frank, payment_reference="PAY-1")

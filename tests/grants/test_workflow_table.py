@@ -15,15 +15,18 @@ from django.test import RequestFactory
 from grants import services, workflow
 from grants.admin.base import ScopedAdmin
 from grants.errors import DomainError, InvalidTransition, NotPermitted
-from grants.models import Application, Award, Tranche
+from grants.models import Application, Award, AwardAgreement, ReportingDuty, Tranche
 from grants.portal.views.applications import _detail_context
 from grants.roles import APPLICANT, Role, city_ids, institution_ids, roles_of
+from grants.services import agreements, reporting
 from tests import factories as f
 from tests.grants.invariants import refused
 
 A = Application.Status
 W = Award.Status
 T = Tranche.Status
+G = AwardAgreement.Status
+D = ReportingDuty.Status
 
 # What each door calls to take an object to a target: the one service function of that step.
 SERVICES: dict[tuple[type, str], Any] = {
@@ -42,6 +45,14 @@ SERVICES: dict[tuple[type, str], Any] = {
     (Tranche, T.WITHHELD): lambda t, u: services.withhold_tranche(tranche=t, actor=u, reason="Query"),
     (Tranche, T.PLANNED): lambda t, u: services.unwithhold_tranche(tranche=t, actor=u),
     (Tranche, T.CANCELLED): lambda t, u: services.cancel_tranche(tranche=t, actor=u, reason="Late"),
+    (AwardAgreement, G.ACCEPTED): lambda a, u: agreements.accept_agreement(agreement=a, actor=u),
+    (ReportingDuty, D.SUBMITTED): lambda d, u: reporting.submit_report(
+        duty=d, actor=u, answers={"progress": "p"}
+    ),
+    (ReportingDuty, D.ACCEPTED): lambda d, u: reporting.decide_report(duty=d, actor=u, accept=True),
+    (ReportingDuty, D.RETURNED): lambda d, u: reporting.decide_report(
+        duty=d, actor=u, accept=False, comment="c"
+    ),
 }
 # The admin's button for each step (a withheld tranche becomes payable by lifting the withholding).
 ADMIN_BUTTONS: dict[tuple[type, str], str] = {
@@ -56,6 +67,8 @@ ADMIN_BUTTONS: dict[tuple[type, str], str] = {
     (Tranche, T.WITHHELD): "withhold",
     (Tranche, T.PLANNED): "unwithhold",
     (Tranche, T.CANCELLED): "cancel",
+    (ReportingDuty, D.ACCEPTED): "accept",
+    (ReportingDuty, D.RETURNED): "return",
 }
 # The portal's button flag for each step the institution takes.
 PORTAL_BUTTONS = {A.SUBMITTED: "submittable", A.WITHDRAWN: "withdrawable"}
@@ -106,18 +119,44 @@ def award(sh_pool, carols_startup, carol, alice, rita) -> Award:
 def objects(sh_pool, carols_startup, carol, alice, rita, award) -> dict[type, Any]:
     application = f.application(sh_pool, carols_startup, carol, requested="500000", cost="2000000")
     f.reviewed(application, carol, alice, rita)
-    return {Application: application, Award: award, Tranche: award.tranches.get(sequence=1)}
+    progress, _financial = f.report_requirements(sh_pool)
+    duty = ReportingDuty.objects.create(
+        award=award,
+        pool=sh_pool,
+        requirement=progress,
+        kind=progress.kind,
+        sequence=1,
+        due_date=date(2025, 9, 1),
+    )
+    return {
+        Application: application,
+        Award: award,
+        Tranche: award.tranches.get(sequence=1),
+        AwardAgreement: award.agreement,
+        ReportingDuty: duty,
+    }
 
 
 def fresh(obj: Any, status: str) -> Any:
     """The object reloaded, put in `status` (in the database: the services lock and re-read it)."""
-    extra = {"paid_on": date(2025, 3, 1), "payment_reference": "PAY-0"} if status == T.PAID else {}
+    extra: dict[str, Any] = {}
+    if isinstance(obj, Tranche) and status == T.PAID:
+        extra = {"paid_on": date(2025, 3, 1), "payment_reference": "PAY-0"}
+    # An accepted agreement says who accepted it, a submitted report who submitted it (database constraints).
+    if isinstance(obj, AwardAgreement):
+        accepted = status == G.ACCEPTED
+        extra = {"accepted_by": obj.award.institution.members.first() if accepted else None}
+        extra["accepted_at"] = obj.award.approved_at if accepted else None
+    if isinstance(obj, ReportingDuty) and status != D.DUE:
+        extra = {"submitted_by": obj.award.institution.members.first(), "submitted_at": obj.award.approved_at}
     type(obj).objects.filter(pk=obj.pk).update(status=status, **extra)
     return type(obj).objects.select_related(*_joins(type(obj))).get(pk=obj.pk)
 
 
 def _joins(model: type) -> tuple[str, ...]:
-    return ("award__pool__programme",) if model is Tranche else ("pool__programme",)
+    if model in (Tranche, AwardAgreement, ReportingDuty):
+        return ("award__pool__programme", "award__institution")
+    return ("pool__programme",)
 
 
 def admin_buttons(user: User, obj: Any) -> set[str]:

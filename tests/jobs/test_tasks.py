@@ -32,6 +32,9 @@ def test_celery_is_configured_for_redelivery_and_short_broker_waits():
         "grants.release_tranches",
         "grants.drain_outbox",
         "grants.apply_retention",
+        "grants.expire_proposals",
+        "grants.sweep_notice_emails",
+        "grants.send_reminders",
     }
 
 

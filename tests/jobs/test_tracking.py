@@ -311,7 +311,7 @@ def test_the_sweep_lists_due_pools_and_open_pools_not_tracked_lately(sh_programm
 
 
 def test_the_sweeps_batch_tracking_has_the_same_effects_as_one_pool_at_a_time(
-    sh_programme, carols_startup, carol, alice, rita, dave
+    sh_programme, carols_startup, carol, alice, rita, dave, frank
 ):
     """track_pools (the scheduled sweep) and track_pool (the job after a commit) agree: same snapshot figures,
     same alerts, drift found, and a second run with nothing new does nothing."""
@@ -322,7 +322,7 @@ def test_the_sweeps_batch_tracking_has_the_same_effects_as_one_pool_at_a_time(
     award = f.award(busy, carols_startup, carol, alice, rita, requested="5800000")
     f.award(drifting, f.institution(carols_startup.city, carol), carol, alice, rita, requested="1000000")
     services.release_tranche(tranche=award.tranches.get(), actor=dave)
-    services.pay_tranche(tranche=award.tranches.get(), actor=dave, payment_reference="BATCH-1")
+    services.pay_tranche(tranche=award.tranches.get(), actor=frank, payment_reference="BATCH-1")
     FundingPool.objects.filter(pk=drifting.pk).update(committed=F("committed") + Decimal("0.01"))
 
     results = {t.pool_id: t for t in tracking.track_pools(pool_ids=[busy.pk, quiet.pk, drifting.pk])}

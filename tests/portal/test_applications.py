@@ -194,8 +194,8 @@ def test_every_failed_rule_is_shown_at_once_next_to_its_field(carol_client, caro
     assert failures["institution"] == ["Institutions of this type are not eligible for this call."]
     rate_message, per_award_message = failures["requested_amount"]
     # The service words the rate "30.0000%" (it formats numeric(5,4) with :g); the figure that matters is the cap.
-    assert rate_message.endswith("of the eligible cost may be requested: 3,000,000.00.")
-    assert per_award_message == "At most 2,000,000.00 may be requested per award."
+    assert rate_message.endswith("of the eligible cost may be requested: CNY 3,000,000.00.")
+    assert per_award_message == "At most CNY 2,000,000.00 may be requested per award."
     assert failures["duration_years"] == ["The duration must be between 1 and 5 years."]
     html = response.content.decode()
     assert "The application does not meet 4 eligibility rule(s)." in html
@@ -281,7 +281,7 @@ def test_the_award_and_its_tranche_schedule_are_shown(carol_client, award):
     assert award.reference in html
     assert "Payment schedule" in html
     for tranche in award.tranches.all():
-        assert f'<th scope="row">{tranche.sequence}</th>' in html
+        assert f'<th scope="row"><span class="stack-label">Tranche </span>{tranche.sequence}</th>' in html
     assert html.count("CNY 1,000,000.00") == 3
     assert "Approved: award made" in html
 

@@ -110,9 +110,9 @@ def test_an_over_the_rate_request_shows_the_rate_error(page, open_call):
     submit(page)
     summary = page.locator(".error-summary")
     assert summary.is_visible()
-    assert "of the eligible cost may be requested: 3,000,000.00" in summary.inner_text()
+    assert "of the eligible cost may be requested: CNY 3,000,000.00" in summary.inner_text()
     row = page.locator("#row-requested_amount")
-    assert "of the eligible cost may be requested: 3,000,000.00" in row.inner_text()
+    assert "of the eligible cost may be requested: CNY 3,000,000.00" in row.inner_text()
     # The summary takes the focus, and its link leads to the row at fault.
     assert page.evaluate("document.activeElement.classList.contains('error-summary')")
     page.click(".error-summary a[href='#row-requested_amount']")

@@ -68,7 +68,9 @@ def test_failed_rules_are_shown_in_chinese(carol_client, carols_startup, carol, 
     # The wording may come from the project's catalogue or the portal's: both are Chinese, with the figures.
     summary = html[html.index('<div class="error-summary"') :]
     summary = summary[: summary.index("</div>")]
-    assert "2" in summary and "3,000,000.00" in summary and "1 至 5 年" in summary
+    # Money in a refusal reads in 万元 like everywhere else in Chinese (30% of 10,000,000 is 3,000,000).
+    assert "2" in summary and "300 万元" in summary and "1 至 5 年" in summary
+    assert "3,000,000.00" not in summary
     assert "At most" not in html and "eligibility rule" not in html and "The duration" not in html
     assert "<title>错误：" in html  # noqa: RUF001 (Chinese punctuation)
 

@@ -17,8 +17,18 @@ from stdnum.cn import uscc
 from cities.data import AGENCY_CREDIT_CODES, CITIES
 from cities.models import City, StaffScope
 from grants import services
-from grants.models import FundingPool, Institution, InstitutionMember, Programme
+from grants.models import (
+    FundingPool,
+    Institution,
+    InstitutionMember,
+    Programme,
+    ReportField,
+    ReportRequirement,
+)
 from grants.roles import Role
+from grants.services import agreements, reporting
+from grants.services.pools import change_pool
+from grants.services.reviews import declare_conflict
 
 TZ = ZoneInfo("Asia/Shanghai")
 M = Decimal(1_000_000)
@@ -130,7 +140,14 @@ PROGRAMMES = [
                 "算力补贴",
                 COMPUTE,
                 750 * M,
-                {"max_rate": Decimal("0.30"), "max_per_institution_year": 8 * M, "max_duration_years": 3},
+                # Open to firms that use computing power in Hangzhou wherever they are registered: the demo's
+                # Shanghai firm applies here too (the planted duplicate below).
+                {
+                    "max_rate": Decimal("0.30"),
+                    "max_per_institution_year": 8 * M,
+                    "max_duration_years": 3,
+                    "registration_required": False,
+                },
                 allotment_per_year=250 * M,
             ),
         ],
@@ -176,6 +193,32 @@ PROGRAMMES = [
     ),
 ]
 
+# What closing a fiscal year does with each programme's unspent allotments and unpaid tranches (grants.services
+# .fiscal): today the demo's 2025 has ended and can be closed in the admin (/admin/fiscal-years/<id>/2025/close/).
+CARRY_OVER: dict[tuple[str, str], dict[str, Any]] = {
+    ("SH", "2025"): {"carry_over_years": 1},
+    ("SH", "RI2025"): {"carry_over_years": 2},
+    ("HZ", "2025"): {"carry_over_years": 1, "carry_over_max_rate": Decimal("0.50")},
+    ("SZ", "2025"): {
+        "carry_over_years": 1,
+        "carry_over_max_rate": Decimal("0.20"),
+        "unpaid_tranches": "decommit",
+    },
+    ("BJ", "2025"): {"carry_over_years": 0},
+}
+
+# One project asked of two cities by the same firm: the duplicate the demo plants (grants/services/duplicates.py).
+LEGAL_MODEL_SH: dict[str, Any] = {
+    "title": "GPU cluster rental to train a Chinese legal-domain language model",
+    "summary": "Rent 256 GPUs for 18 months to pre-train and fine-tune a 70B-parameter model on court rulings "
+    "and statutes for law firms.",
+}
+LEGAL_MODEL_HZ: dict[str, Any] = {
+    "title": "GPU cluster rental for training a Chinese legal language model",
+    "summary": "Rent 256 GPUs for 12 months to fine-tune a 70B-parameter model on court rulings and statutes "
+    "for law firms in Zhejiang.",
+}
+
 # (city, English name, Chinese name, type, registration number used to build a valid credit code)
 INSTITUTIONS = [
     ("SH", "Huangpu Deep Compute Ltd.", "黄浦深度算力有限公司", "startup", 1),
@@ -191,6 +234,8 @@ INSTITUTIONS = [
 ]
 DEMO_USERS = [
     *(f"{c.lower()}_{r}" for c, *_ in CITIES for r in ("officer", "finance")),
+    "sh_officer2",  # the second officers of Shanghai's maker-checker thresholds
+    "sh_finance2",
     "reviewer1",
     "reviewer2",
     "auditor",
@@ -202,6 +247,24 @@ REGION = {"SH": "310000", "HZ": "330100", "SZ": "440300", "BJ": "110000"}
 def credit_code(city: str, n: int) -> str:
     body = f"91{REGION[city]}MA{n:07d}"[:17]
     return body + uscc.calc_check_digit(body)
+
+
+def second_factor_hint() -> str:
+    """How the demo's staff enrol their second factor (grants/second_factor.py)."""
+    from django.conf import settings
+
+    if settings.SECOND_FACTOR_REQUIRED:
+        how = "required: after the password at /admin/, staff are taken to /second-factor/enrol/"
+    else:
+        how = (
+            "optional here (SECOND_FACTOR_REQUIRED=1 requires it, as production does): after logging in at "
+            "/admin/, open /second-factor/enrol/; from then on the code is asked at each log-in"
+        )
+    return (
+        f"Second factor for staff, {how}. The page shows a QR code for an authenticator app (FreeOTP, Google or "
+        "Microsoft Authenticator), asks for its 6-digit code, then shows recovery codes once. API tokens for "
+        'staff: add "otp": "<code>" to POST /api/v1/tokens/ (docs/api.md).'
+    )
 
 
 class Command(BaseCommand):
@@ -225,6 +288,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     "Demo data is already loaded (--reset-passwords prints a new demo password)."
                 )
+                self.stdout.write(second_factor_hint())
                 return
             for user in User.objects.filter(username__in=DEMO_USERS):
                 user.set_password(self.password)
@@ -234,11 +298,14 @@ class Command(BaseCommand):
                 self.load()
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo users, password {self.password}: sh_officer, hz_officer, sz_officer, bj_officer (programme "
-                "officers), sh_finance, hz_finance, sz_finance, bj_finance (finance), reviewer1, reviewer2, "
-                "auditor (all cities), applicant1 … applicant10 (one per institution)."
+                f"Demo users, password {self.password}: sh_officer, sh_officer2, hz_officer, sz_officer, bj_officer "
+                "(programme officers), sh_finance, sh_finance2, hz_finance, sz_finance, bj_finance (finance), "
+                "reviewer1, reviewer2, auditor (all cities), applicant1 … applicant10 (one per institution). "
+                "Shanghai's pools need a second officer above 500万元 (approvals) and 100万元 (payments): "
+                "sh_officer2 confirms the pending proposal of sh_officer."
             )
         )
+        self.stdout.write(second_factor_hint())
 
     def user(
         self, username: str, role: str | None = None, cities: list[City] | None = None, **kw: Any
@@ -281,6 +348,9 @@ class Command(BaseCommand):
             c: self.user(f"{c.lower()}_finance", Role.FINANCE_OFFICER, [cities[c]], is_staff=True)
             for c in cities
         }
+        # Shanghai's second finance officer: whoever releases a tranche may not pay it (grants.workflow.separated),
+        # so sh_finance releases and sh_finance2 pays; also the second officer of its payment threshold below.
+        sh_finance2 = self.user("sh_finance2", Role.FINANCE_OFFICER, [cities["SH"]], is_staff=True)
         reviewers = [
             self.user(f"reviewer{i}", Role.REVIEWER, list(cities.values()), is_staff=True) for i in (1, 2)
         ]
@@ -300,6 +370,7 @@ class Command(BaseCommand):
                 closes_at=datetime(2027, 12, 31, 17, tzinfo=TZ),
                 status=Programme.Status.OPEN,
                 policy_title=spec.policy,
+                **CARRY_OVER.get((spec.city, spec.code), {}),
             )
             for p in spec.pools:
                 pool = FundingPool.objects.create(
@@ -345,7 +416,7 @@ class Command(BaseCommand):
                 institution=institutions[i],
                 pool=pools[pool_key],
                 title=kw.pop("title", f"{pools[pool_key].name_en} for {institutions[i].name_en}"),
-                summary="Illustrative demo application.",
+                summary=kw.pop("summary", "Illustrative demo application."),
                 eligible_cost=Decimal(cost),
                 requested_amount=Decimal(requested),
                 duration_years=years,
@@ -358,6 +429,7 @@ class Command(BaseCommand):
                 application=app, actor=officers[city], reviewers=reviewers[:n_reviews]
             )
             for review in reviews:
+                declare_conflict(review=review, actor=review.reviewer, conflict=False)
                 services.submit_review(
                     review=review,
                     actor=review.reviewer,
@@ -368,8 +440,10 @@ class Command(BaseCommand):
                 )
 
         sh = ("SH", "2025")
+        for key in ((*sh, "CMP"), (*sh, "MOD")):
+            self.report_requirements(pools[key])
         # Shanghai: awards, some paid; one application in each other state.
-        a1 = apply(0, (*sh, "CMP"), 3_000_000, 12_000_000, years=2)
+        a1 = apply(0, (*sh, "CMP"), 3_000_000, 12_000_000, years=2, **LEGAL_MODEL_SH)
         to_review(a1, "SH")
         award1 = services.approve_application(application=a1, actor=officers["SH"], milestone_gated=False)
         a2 = apply(1, (*sh, "MOD"), 4_500_000, 10_000_000)
@@ -381,15 +455,31 @@ class Command(BaseCommand):
             application=a3, actor=officers["SH"], first_share=Decimal("0.40")
         )
         for award in (award1, award2, award3):
+            owner = applicants[self._owner(award.application, institutions)]
+            agreements.accept_agreement(agreement=award.agreement, actor=owner)
             first = award.tranches.order_by("sequence").first()
             assert first is not None
             services.release_tranche(tranche=first, actor=finance["SH"], today=date(2026, 11, 1))
             services.pay_tranche(
                 tranche=first,
-                actor=finance["SH"],
+                actor=sh_finance2,
                 payment_reference=f"SH-TRE-{award.pk:06d}",
                 paid_on=first.scheduled_date,
             )
+        # Reports of award1 (every six months from April 2025): accepted, returned, one overdue since October 2026
+        # and the last ones still to come; award2's first report waits for the officer.
+        accepted, returned = award1.reporting_duties.filter(kind="progress").order_by("due_date")[:2]
+        for duty in (accepted, returned):
+            reporting.submit_report(
+                duty=duty, actor=applicants[0], answers={"progress": "Cluster leased.", "gpu_hours": "1200"}
+            )
+        reporting.decide_report(duty=accepted, actor=officers["SH"], accept=True)
+        reporting.decide_report(
+            duty=returned, actor=officers["SH"], accept=False, comment="Give the benchmark results."
+        )
+        waiting = award2.reporting_duties.filter(kind="progress").order_by("due_date").first()
+        assert waiting is not None
+        reporting.submit_report(duty=waiting, actor=applicants[1], answers={"progress": "Model released."})
         apply(2, (*sh, "DAT"), 1_500_000, 6_000_000, title="Multilingual corpus licences (draft)")
         a_sub = apply(4, (*sh, "CMP"), 900_000, 3_000_000, title="Robot vision training cluster")
         services.submit_application(application=a_sub, actor=applicants[4])
@@ -410,12 +500,29 @@ class Command(BaseCommand):
         services.submit_application(application=a_wd, actor=applicants[0])
         services.withdraw_application(application=a_wd, actor=applicants[0])
 
+        # Two people for big decisions (issue #14.1), introduced after the approvals above: in Shanghai an award
+        # above 5M and a payment above 1M need a second officer. sh_officer proposes a 6M award; it waits, its
+        # amount reserved in the pool, for sh_officer2 to confirm it or send it back.
+        self.user("sh_officer2", Role.PROGRAMME_OFFICER, [cities["SH"]], is_staff=True)
+        for pool in FundingPool.objects.filter(programme__city=cities["SH"]):
+            pool.approval_threshold, pool.payment_threshold = 5 * M, 1 * M
+            change_pool(pool=pool, actor=officers["SH"], fields=["approval_threshold", "payment_threshold"])
+        big = apply(
+            0, (*sh, "CMP"), 6_000_000, 24_000_000, years=2, title="Inference cluster for model serving"
+        )
+        to_review(big, "SH")
+        services.propose_approval(
+            application=big, actor=officers["SH"], note="Second cluster; checked quotes."
+        )
+
         # Hangzhou: per-firm-per-year maximum with yearly allotments; one tranche paid, one withheld.
         h1 = apply(5, ("HZ", "2025", "CMP"), 7_500_000, 30_000_000, years=2)
         to_review(h1, "HZ")
         award_h1 = services.approve_application(application=h1, actor=officers["HZ"], milestone_gated=False)
         t1, t2 = award_h1.tranches.order_by("sequence")
-        services.release_tranche(tranche=t1, actor=finance["HZ"], today=date(2026, 11, 1))
+        agreements.accept_agreement(agreement=award_h1.agreement, actor=applicants[5])
+        # The daily release job (nobody) made t1 payable, so hz_finance, Hangzhou's one finance officer, may pay it.
+        services.release_tranche(tranche=t1, actor=None, today=date(2026, 11, 1))
         services.pay_tranche(
             tranche=t1, actor=finance["HZ"], payment_reference="HZ-TRE-000001", paid_on=t1.scheduled_date
         )
@@ -423,6 +530,12 @@ class Command(BaseCommand):
         h2 = apply(6, ("HZ", "2025", "CMP"), 2_400_000, 8_000_000)
         to_review(h2, "HZ")
         services.approve_application(application=h2, actor=officers["HZ"])
+        # The planted cross-city duplicate (issue #14.2): Huangpu Deep Compute, whose Shanghai award (a1) rents GPUs
+        # for its legal-domain model, asks Hangzhou for the same project. Its submission is flagged against the
+        # Shanghai award; hz_officer sees the flag (reference, city, status, amount) on the application and must
+        # acknowledge it with a reason before approving.
+        h3 = apply(0, ("HZ", "2025", "CMP"), 2_000_000, 8_000_000, **LEGAL_MODEL_HZ)
+        to_review(h3, "HZ")
 
         # Shenzhen: startups may claim 60%.
         s1 = apply(7, ("SZ", "2025", "TRN"), 30_000_000, 50_000_000, years=3)
@@ -435,6 +548,45 @@ class Command(BaseCommand):
         b1 = apply(9, ("BJ", "2025", "CMP"), 1_800_000, 6_000_000)
         to_review(b1, "BJ")
         services.approve_application(application=b1, actor=officers["BJ"])
+
+    @staticmethod
+    def report_requirements(pool: FundingPool) -> None:
+        """A progress report every six months (standing for milestone reports) and a financial report at the end."""
+        progress = ReportRequirement.objects.create(
+            pool=pool,
+            kind=ReportRequirement.Kind.PROGRESS,
+            name_en="Progress report",
+            name_zh="进展报告",
+            every_months=6,
+            gates_milestones=True,
+        )
+        ReportField.objects.create(
+            requirement=progress, name="progress", label_en="Progress made", label_zh="取得的进展", position=1
+        )
+        ReportField.objects.create(
+            requirement=progress,
+            name="gpu_hours",
+            label_en="GPU hours used",
+            label_zh="已用 GPU 小时",
+            type=ReportField.Type.NUMBER,
+            required=False,
+            position=2,
+        )
+        financial = ReportRequirement.objects.create(
+            pool=pool,
+            kind=ReportRequirement.Kind.FINANCIAL,
+            name_en="Financial report",
+            name_zh="财务报告",
+            attachment_required=True,
+        )
+        ReportField.objects.create(
+            requirement=financial,
+            name="spent",
+            label_en="Spent to date",
+            label_zh="累计支出",
+            type=ReportField.Type.MONEY,
+            position=1,
+        )
 
     @staticmethod
     def _owner(app: Any, institutions: list[Institution]) -> int:

@@ -7,7 +7,6 @@ from django import template
 from django.conf import settings
 from django.urls import translate_url
 from django.utils.safestring import SafeString
-from django.utils.translation import get_language
 
 from grants.money import format_money
 
@@ -18,7 +17,7 @@ register = template.Library()
 def money(amount: Decimal | None) -> str:
     if amount is None or amount == "":
         return "—"
-    return format_money(Decimal(amount), get_language())
+    return format_money(Decimal(amount))
 
 
 @register.filter

@@ -26,6 +26,7 @@ from grants.portal.forms import (
     ThrottledAuthenticationForm,
 )
 from grants.portal.views.common import add_domain_error, current_user
+from grants.services import notifications
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -51,6 +52,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             email=form.cleaned_data["email"],
             password=form.cleaned_data["password1"],
         )
+        notifications.set_language(user=user, language=request.LANGUAGE_CODE)
         login(request, user, backend="grants.login_policy.ThrottledModelBackend")
         messages.success(request, _("Welcome! Your account is ready. Next, register your institution."))
         return redirect("portal:institution_create")

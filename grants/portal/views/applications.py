@@ -14,9 +14,18 @@ from django.views.decorators.http import require_POST
 
 from grants import services, workflow
 from grants.errors import DomainError, Ineligible
-from grants.models import Application, Attachment, FundingPool, InstitutionType, MilestoneReport, Tranche
+from grants.models import (
+    Application,
+    Attachment,
+    FundingPool,
+    InstitutionType,
+    MilestoneReport,
+    ReportingDuty,
+    Tranche,
+)
 from grants.portal import selectors
 from grants.portal.forms import ApplicationForm, AttachmentForm, MilestoneReportForm
+from grants.portal.views.awards import award_documents
 from grants.portal.views.common import add_domain_error, current_user
 from grants.services import attachments as attachment_service
 from grants.services.levels import rate_for
@@ -107,13 +116,22 @@ def _detail_context(
     if award is not None:
         reports = MilestoneReport.objects.order_by("-submitted_at")
         tranches = list(
-            award.tranches.order_by("sequence").prefetch_related(Prefetch("milestone_reports", reports))
+            award.tranches.order_by("sequence").prefetch_related(
+                Prefetch("milestone_reports", reports),
+                Prefetch("reporting_duties", ReportingDuty.objects.select_related("requirement")),
+            )
         )
         for tranche in tranches:
             pending = [
                 r for r in tranche.milestone_reports.all() if r.status != MilestoneReport.Status.REJECTED
             ]
-            due = tranche.requires_milestone and tranche.status in workflow.OPEN_TRANCHE and not pending
+            # A tranche unlocked by one of the award's scheduled reports is reported on there (Reports).
+            due = (
+                tranche.requires_milestone
+                and tranche.status in workflow.OPEN_TRANCHE
+                and not pending
+                and not tranche.reporting_duties.all()
+            )
             tranche.report_due = due  # type: ignore[attr-defined]
             if bound_report is not None and bound_report[0] == tranche.pk:
                 tranche.report_form = bound_report[1]  # type: ignore[attr-defined]
@@ -135,6 +153,7 @@ def _detail_context(
         "timeline": selectors.timeline(application),
         "award": award,
         "tranches": tranches,
+        **award_documents(request, award),
         "failures": {},
         "failure_list": [],
         "summary_rows": SUMMARY_ROWS,
