@@ -278,6 +278,20 @@ def metrics_around_an_approval(base: str, token: str, password: str, authenticat
     status, body = http(base, "POST", path + "assign-reviewers/", {"reviewers": [reviewer_id]}, auth=officer)
     if status != 200:
         raise Failed(f"assign a reviewer: {status} {body}")
+    # The reviewer declares no conflict of interest first: until then the application is not theirs to read.
+    status, reviews = http(base, "GET", "/api/v1/reviews/?page_size=100", auth=reviewer)
+    mine = [
+        r
+        for r in (reviews["results"] if isinstance(reviews, dict) else reviews)
+        if r["application"] == app["id"]
+    ]
+    if status != 200 or len(mine) != 1:
+        raise Failed(f"the reviewer's review: {status} {reviews}")
+    status, body = http(
+        base, "POST", f"/api/v1/reviews/{mine[0]['id']}/declare/", {"conflict": False}, auth=reviewer
+    )
+    if status != 200:
+        raise Failed(f"declare no conflict: {status} {body}")
     review = {
         "technical_merit": 4,
         "feasibility": 4,

@@ -1,7 +1,7 @@
 """Input serializers check shape (types, required, ranges); the services check the domain. Output serializers
 say exactly what each resource looks like in JSON. Money is a string with two decimals."""
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -50,6 +50,25 @@ def _date_in_range(value: date) -> None:
 def date_in(**kw: Any) -> serializers.DateField:
     """A date in a request, within years a grant can have (and that date arithmetic cannot overflow)."""
     return serializers.DateField(validators=[_date_in_range], **kw)
+
+
+# A programme's or a pool's window: within the fiscal years a programme may have (setup_serializers.year). Outside
+# them a time in Asia/Shanghai may carry the local mean time offset of before 1901 (+08:05:43), which no RFC 3339
+# date-time can express.
+MIN_WINDOW = date(2000, 1, 1)
+MAX_WINDOW = date(2100, 12, 31)
+
+
+def _window_in_range(value: datetime) -> None:
+    if not MIN_WINDOW <= value.date() <= MAX_WINDOW:
+        raise serializers.ValidationError(
+            f"Enter a date and time between {MIN_WINDOW} and {MAX_WINDOW}, the years a programme may run."
+        )
+
+
+def window_in(**kw: Any) -> serializers.DateTimeField:
+    """When applications open or close, in a request."""
+    return serializers.DateTimeField(validators=[_window_in_range], **kw)
 
 
 def money_in(**kw: Any) -> serializers.DecimalField:

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Model
 from rest_framework import serializers
 
-from grants.api.serializers import MAX_ID, Output, money, money_in
+from grants.api.serializers import MAX_ID, Output, money, money_in, window_in
 from grants.models import FiscalYearAllotment, FundingPool, InstitutionType, Programme
 
 
@@ -50,8 +50,8 @@ class ProgrammeFieldsInput(serializers.Serializer):
     total_budget = money_in()
     first_fiscal_year = year()
     last_fiscal_year = year()
-    opens_at = serializers.DateTimeField()
-    closes_at = serializers.DateTimeField()
+    opens_at = window_in()
+    closes_at = window_in()
     status = serializers.ChoiceField(choices=Programme.Status.choices, required=False)
     policy_title = serializers.CharField(max_length=300, required=False, allow_blank=True)
     policy_url = serializers.URLField(required=False, allow_blank=True)
@@ -142,8 +142,8 @@ class RulesInput(serializers.Serializer):
         required=False,
         help_text="Percentages of the cap at which the tracking job raises an alert; empty: 50, 80, 95, 100.",
     )
-    opens_at = serializers.DateTimeField(allow_null=True, required=False)
-    closes_at = serializers.DateTimeField(allow_null=True, required=False)
+    opens_at = window_in(allow_null=True, required=False)
+    closes_at = window_in(allow_null=True, required=False)
     accepting_applications = serializers.BooleanField(required=False)
     approval_threshold = money_in(
         allow_null=True,

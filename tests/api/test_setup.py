@@ -208,6 +208,18 @@ def test_bad_input_is_refused_with_the_fields_named_and_changes_nothing(api, ali
         format="json",
     )
     assert window.status_code == 400 and "closes_at" in window.json()["fields"]
+    # A window outside the years a programme may run: in Asia/Shanghai such a time would carry the local mean time
+    # offset of before 1901 (+08:05:43), which no answer could show as an RFC 3339 date-time.
+    ancient = client.post(
+        "/api/v1/programmes/",
+        {**PROGRAMME, "code": "OLD", "opens_at": "0052-04-08T06:17:59Z", "closes_at": "2101-01-01T00:00:00Z"},
+        format="json",
+    )
+    assert ancient.status_code == 400 and {"opens_at", "closes_at"} <= set(ancient.json()["fields"])
+    pool_window = client.patch(
+        f"/api/v1/pools/{sh_pool.pk}/", {"closes_at": "1899-12-31T00:00:00Z"}, format="json"
+    )
+    assert pool_window.status_code == 400 and "closes_at" in pool_window.json()["fields"]
     assert state() == before
 
 
