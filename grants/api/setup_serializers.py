@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Model
 from rest_framework import serializers
 
-from grants.api.serializers import MAX_ID, Output, money, money_in, window_in
+from grants.api.serializers import MAX_ID, Output, ProgrammeSerializer, money, money_in, window_in
 from grants.models import FiscalYearAllotment, FundingPool, InstitutionType, Programme
 
 
@@ -83,22 +83,8 @@ class ProgrammeOutput(Output, serializers.ModelSerializer):
 
     class Meta:
         model = Programme
-        fields = [
-            "id",
-            "city",
-            "code",
-            "name_en",
-            "name_zh",
-            "total_budget",
-            "committed",
-            "first_fiscal_year",
-            "last_fiscal_year",
-            "opens_at",
-            "closes_at",
-            "status",
-            "policy_title",
-            "policy_url",
-        ]
+        # The programme's fields as everyone in scope reads them (its committed counter shown here always).
+        fields = ProgrammeSerializer.Meta.fields
 
 
 # --- Pools ----------------------------------------------------------------------------------------------------
