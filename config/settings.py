@@ -242,6 +242,13 @@ SPECTACULAR_SETTINGS = {
         "ProposalStatusEnum": "grants.models.Proposal.Status",
         "WebhookDeliveryStatusEnum": "grants.models.WebhookDelivery.Status",
         "ExportJobStatusEnum": "grants.models.ExportJob.Status",
+        # Vouchers (issue 13): a pool's category (all of them) beside the three a voucher pool may have.
+        "PoolCategoryEnum": "grants.models.FundingPool.Category",
+        "VoucherCategoryEnum": "grants.api.voucher_serializers.VOUCHER_CATEGORY_CHOICES",
+        "OfferingClassEnum": "grants.models.OfferingClass",
+        "VoucherPayeeEnum": "grants.models.VoucherScheme.Payee",
+        "VoucherStatusEnum": "grants.models.Voucher.Status",
+        "VoucherClaimStatusEnum": "grants.models.VoucherClaim.Status",
     },
 }
 
@@ -512,6 +519,12 @@ except ValueError:
 CELERY_BEAT_SCHEDULE["send-reminders"] = {
     "task": "grants.send_reminders",
     "schedule": crontab(hour=_reminders_hour, minute=_reminders_minute),
+}
+# Vouchers whose validity ended: their unspent balance returns to the pool (grants/services/vouchers.py), once. The
+# run is cheap when nothing is due (an index on status and valid_until), so it runs hourly rather than at midnight.
+CELERY_BEAT_SCHEDULE["expire-vouchers"] = {
+    "task": "grants.expire_vouchers",
+    "schedule": env_int("JOBS_EXPIRE_VOUCHERS_SECONDS", 3600),
 }
 # Notice e-mails whose queued task was lost, or whose next attempt after a failure is due.
 CELERY_BEAT_SCHEDULE["sweep-notice-emails"] = {

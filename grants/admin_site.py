@@ -19,9 +19,10 @@ from grants.login_policy import PolicyLoginFormMixin, refused_response
 
 
 def may_use_admin(user: Any) -> bool:
-    from grants.roles import roles_of
+    """Staff and the holders of a staff role; a provider's users work in the portal and the API only."""
+    from grants.roles import PROVIDER, roles_of
 
-    return bool(user.is_active and (user.is_staff or roles_of(user)))
+    return bool(user.is_active and (user.is_staff or roles_of(user) - {PROVIDER}))
 
 
 class RoleAuthenticationForm(PolicyLoginFormMixin, AdminAuthenticationForm):

@@ -53,6 +53,7 @@ class InvalidTransition(DomainError):
         "award agreement": gettext_noop("An award agreement that is %(current)s cannot become %(target)s."),
         "reporting duty": gettext_noop("A reporting duty that is %(current)s cannot become %(target)s."),
         "proposal": gettext_noop("A proposal that is %(current)s cannot become %(target)s."),
+        "voucher claim": gettext_noop("A voucher claim that is %(current)s cannot become %(target)s."),
     }
 
     def __init__(

@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.translation import get_language
+from django.utils.translation import get_language, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from cities.models import City
@@ -1134,6 +1134,344 @@ class Proposal(models.Model):
         return f"{self.get_kind_display()} {format_money(self.amount)} ({self.get_status_display()})"
 
 
+# --- Vouchers (算力券): accredited providers, schemes, vouchers, claims -------------------------------------------
+
+
+class OfferingClass(models.TextChoices):
+    """What a scheme's rate depends on (VoucherScheme.rates): e.g. Hangzhou pays more for domestic computing power."""
+
+    STANDARD = "standard", _("standard")
+    DOMESTIC = "domestic", _("domestic")
+
+
+VOUCHER_CATEGORIES = ("compute", "models", "data")
+
+
+class Provider(models.Model):
+    """An institution a city accredits (by its credit code) to sell computing power, models or datasets under its
+    vouchers. Accredited for some categories, from a date, until a date or open-ended."""
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="accreditations", verbose_name=_("institution")
+    )
+    city = models.ForeignKey(
+        City, on_delete=models.PROTECT, related_name="providers", verbose_name=_("accrediting city")
+    )
+    categories = models.JSONField(
+        _("categories"), default=list, help_text=_('Some of "compute", "models", "data".')
+    )
+    accredited_from = models.DateField(_("accredited from"))
+    accredited_until = models.DateField(_("accredited until"), null=True, blank=True)
+    suspended = models.BooleanField(_("accreditation suspended"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["city__code", "institution__name_en"]
+        verbose_name = _("accredited provider")
+        verbose_name_plural = _("accredited providers")
+        constraints = [
+            models.UniqueConstraint(fields=["city", "institution"], name="provider_once_per_city"),
+            models.CheckConstraint(
+                condition=Q(accredited_until__isnull=True) | Q(accredited_until__gte=F("accredited_from")),
+                name="provider_accreditation_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.institution} ({self.city.code})"
+
+
+class Offering(models.Model):
+    """What an accredited provider sells: e.g. A800 GPU-hours, domestic or not."""
+
+    provider = models.ForeignKey(
+        Provider, on_delete=models.CASCADE, related_name="offerings", verbose_name=_("provider")
+    )
+    category = models.CharField(_("category"), max_length=10, choices=FundingPool.Category.choices)
+    name = models.CharField(_("name"), max_length=200)
+    accelerator_type = models.CharField(_("accelerator type"), max_length=100, blank=True)
+    offering_class = models.CharField(
+        _("class"), max_length=10, choices=OfferingClass.choices, default=OfferingClass.STANDARD
+    )
+    unit = models.CharField(_("unit"), max_length=40, blank=True, help_text=_("e.g. accelerator-hours"))
+
+    class Meta:
+        ordering = ["provider", "category", "name"]
+        verbose_name = _("offering")
+        verbose_name_plural = _("offerings")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(category__in=VOUCHER_CATEGORIES), name="offering_voucher_category"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_offering_class_display()})"
+
+
+class InstitutionRelation(models.Model):
+    """What an institution declares on its profile about who controls it: its legal representative and its
+    shareholders. A buyer and a provider that share either are related and may not trade under a voucher."""
+
+    class Kind(models.TextChoices):
+        LEGAL_REPRESENTATIVE = "legal_rep", _("legal representative")
+        SHAREHOLDER = "shareholder", _("shareholder")
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.CASCADE, related_name="relations", verbose_name=_("institution")
+    )
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    name = models.CharField(_("name"), max_length=200)
+    # A person's identity number or a company's credit code, where declared: compared before names.
+    identifier = models.CharField(_("ID or credit code"), max_length=30, blank=True)
+
+    class Meta:
+        ordering = ["institution", "kind", "name"]
+        verbose_name = _("declared relation")
+        verbose_name_plural = _("declared relations")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.name}"
+
+
+class VoucherScheme(models.Model):
+    """A pool run as vouchers. The face value a holder may get per fiscal year is the pool's maximum per institution
+    per year; the share of what was paid a claim may cover is the rate of the offering's class."""
+
+    class Payee(models.TextChoices):
+        HOLDER = "holder", _("the voucher holder")
+        PROVIDER = "provider", _("the provider")
+
+    pool = models.OneToOneField(
+        FundingPool, on_delete=models.PROTECT, related_name="voucher_scheme", verbose_name=_("funding pool")
+    )
+    rates = models.JSONField(
+        _("subsidy rate per offering class"),
+        default=dict,
+        help_text=_(
+            'e.g. {"standard": "0.30", "domestic": "0.50"}; a class not listed takes the standard rate.'
+        ),
+    )
+    validity_days = models.PositiveSmallIntegerField(
+        _("valid for (days)"),
+        default=365,
+        validators=[MinValueValidator(1)],
+        help_text=_("From issue; never past the end of the fiscal year the voucher is issued for."),
+    )
+    pays = models.CharField(_("pays"), max_length=10, choices=Payee.choices, default=Payee.HOLDER)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("voucher scheme")
+        verbose_name_plural = _("voucher schemes")
+
+    def __str__(self) -> str:
+        return f"{self.pool} ({_('vouchers')})"
+
+
+class Voucher(models.Model):
+    """A commitment of its face value against every budget level of its pool, held by an institution and spent by
+    claims. face_value = paid + held + lapsed + balance: held by claims awaiting verification, paid by approved
+    claims, lapsed at expiry (DECOMMIT). The pool holds (face_value - lapsed) committed and `paid` disbursed."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", pgettext_lazy("voucher", "active")
+        EXPIRED = "expired", _("expired")
+        SPENT = "spent", _("spent")
+
+    scheme = models.ForeignKey(
+        VoucherScheme, on_delete=models.PROTECT, related_name="vouchers", verbose_name=_("voucher scheme")
+    )
+    # Denormalised from the scheme: every report groups by pool and holder.
+    pool = models.ForeignKey(
+        FundingPool, on_delete=models.PROTECT, related_name="vouchers", verbose_name=_("funding pool")
+    )
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="vouchers", verbose_name=_("holder")
+    )
+    application = models.OneToOneField(
+        Application,
+        on_delete=models.PROTECT,
+        related_name="voucher",
+        null=True,
+        blank=True,
+        verbose_name=_("application"),
+    )
+    code = models.CharField(_("code"), max_length=40, unique=True)
+    face_value = MoneyField(_("face value"))
+    fiscal_year = models.PositiveSmallIntegerField(_("fiscal year"))
+    valid_from = models.DateField(_("valid from"))
+    valid_until = models.DateField(_("valid until"))
+    held = MoneyField(_("held by claims awaiting verification"), default=0, editable=False)
+    paid = MoneyField(_("paid"), default=0, editable=False)
+    lapsed = MoneyField(_("lapsed"), default=0, editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    issued_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("issued by")
+    )
+    issued_at = models.DateTimeField(_("issued at"), default=timezone.now)
+    expired_at = models.DateTimeField(_("expired at"), null=True, blank=True)
+    reminded_at = models.DateTimeField(_("reminded at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        verbose_name = _("voucher")
+        verbose_name_plural = _("vouchers")
+        constraints = [
+            models.CheckConstraint(condition=Q(face_value__gt=0), name="voucher_face_value_positive"),
+            models.CheckConstraint(
+                condition=Q(held__gte=0) & Q(paid__gte=0) & Q(lapsed__gte=0),
+                name="voucher_parts_not_negative",
+            ),
+            # The balance never goes below zero, whatever code runs.
+            models.CheckConstraint(
+                condition=Q(face_value__gte=F("paid") + F("held") + F("lapsed")),
+                name="voucher_balance_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(valid_until__gte=F("valid_from")), name="voucher_validity_ordered"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["pool", "institution", "fiscal_year"], name="voucher_pool_holder_year_idx"),
+            # The expiry sweep: active vouchers whose validity has ended.
+            models.Index(fields=["status", "valid_until"], name="voucher_status_until_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def balance(self) -> Decimal:
+        return self.face_value - self.paid - self.held - self.lapsed
+
+
+def claim_file_path(instance: "VoucherClaim", filename: str) -> str:
+    return f"claims/{instance.voucher_id}/{filename}"
+
+
+class ProviderContract(models.Model):
+    """A provider's contract as claims have presented it, across every city: what it is worth and how much of it
+    claims have invoiced. Its row lock serialises claims on one contract; its CHECK keeps them within its value."""
+
+    provider_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="+", verbose_name=_("provider")
+    )
+    number = models.CharField(_("contract number (normalised)"), max_length=100)
+    value = MoneyField(_("contract value"))
+    invoiced = MoneyField(_("invoiced under claims"), default=0)
+
+    class Meta:
+        verbose_name = _("provider contract")
+        verbose_name_plural = _("provider contracts")
+        constraints = [
+            models.UniqueConstraint(fields=["provider_institution", "number"], name="contract_once"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="contract_value_positive"),
+            models.CheckConstraint(
+                condition=Q(invoiced__gte=0) & Q(invoiced__lte=F("value")),
+                name="contract_invoiced_within_value",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class VoucherClaim(models.Model):
+    """A claim against a voucher for part of what the holder paid an accredited provider, with the contract, the
+    VAT invoice, the payment proof and a usage statement. Its amount is held on the voucher until a finance officer
+    approves it (paid: a DISBURSE entry, possibly a lower amount) or rejects it with a reason."""
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("awaiting verification")
+        PAID = "paid", _("approved and paid")
+        REJECTED = "rejected", _("rejected")
+
+    voucher = models.ForeignKey(
+        Voucher, on_delete=models.PROTECT, related_name="claims", verbose_name=_("voucher")
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, related_name="claims", verbose_name=_("provider")
+    )
+    offering = models.ForeignKey(
+        Offering, on_delete=models.PROTECT, related_name="claims", verbose_name=_("offering")
+    )
+    reference = models.CharField(_("reference"), max_length=50, unique=True)
+    submitted_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", verbose_name=_("submitted by")
+    )
+    submitted_as = models.CharField(_("submitted as"), max_length=10, choices=VoucherScheme.Payee.choices)
+    submitted_at = models.DateTimeField(_("submitted at"), default=timezone.now)
+    contract = models.ForeignKey(
+        ProviderContract, on_delete=models.PROTECT, related_name="claims", verbose_name=_("contract")
+    )
+    contract_number = models.CharField(_("contract number"), max_length=100)
+    contract_value = MoneyField(_("contract value"))
+    invoice_code = models.CharField(_("invoice code"), max_length=20, blank=True)
+    invoice_number = models.CharField(_("invoice number"), max_length=30)
+    # Code and number, digits and letters only, full-width folded: unique over every claim ever stored.
+    invoice_key = models.CharField(_("invoice (normalised)"), max_length=60, unique=True, editable=False)
+    invoice_date = models.DateField(_("invoice date"))
+    invoice_amount = MoneyField(_("invoice amount before tax"))
+    invoice_tax = MoneyField(_("invoice tax"))
+    amount_paid = MoneyField(_("amount actually paid"))
+    amount = MoneyField(_("amount claimed"))
+    usage_statement = models.TextField(_("usage statement"))
+    usage_quantity = models.DecimalField(
+        _("usage (e.g. accelerator-hours)"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    invoice_file = models.FileField(_("invoice file"), upload_to=claim_file_path)
+    payment_proof = models.FileField(_("payment proof"), upload_to=claim_file_path)
+    rate = models.DecimalField(_("subsidy rate"), max_digits=5, decimal_places=4)
+    payee = models.CharField(_("paid to"), max_length=10, choices=VoucherScheme.Payee.choices)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.SUBMITTED)
+    approved_amount = MoneyField(_("approved amount"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, related_name="+", null=True, blank=True, verbose_name=_("decided by")
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_reason = models.CharField(_("reason"), max_length=500, blank=True)
+    payment_reference = models.CharField(
+        _("payment reference"), max_length=64, unique=True, null=True, blank=True
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        verbose_name = _("voucher claim")
+        verbose_name_plural = _("voucher claims")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="claim_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gt=0) & Q(amount_paid__lte=F("invoice_amount") + F("invoice_tax")),
+                name="claim_paid_within_invoice",
+            ),
+            models.CheckConstraint(
+                condition=Q(invoice_amount__gt=0) & Q(invoice_tax__gte=0), name="claim_invoice_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid")
+                | (
+                    Q(approved_amount__gt=0)
+                    & Q(approved_amount__lte=F("amount"))
+                    & Q(payment_reference__isnull=False)
+                ),
+                name="claim_paid_has_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "submitted_at"], name="claim_status_idx"),
+            models.Index(fields=["provider", "status"], name="claim_provider_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def invoice_total(self) -> Decimal:
+        return self.invoice_amount + self.invoice_tax
+
+
 # --- Ledger, tracking, alerts, audit --------------------------------------------------------------------------
 
 
@@ -1165,6 +1503,13 @@ class LedgerEntry(models.Model):
     )
     tranche = models.ForeignKey(
         Tranche, on_delete=models.PROTECT, related_name="ledger_entries", null=True, verbose_name=_("tranche")
+    )
+    # A voucher's commitment (COMMIT at issue, DECOMMIT of what lapses) and its claims' payments (DISBURSE).
+    voucher = models.ForeignKey(
+        "Voucher", on_delete=models.PROTECT, related_name="ledger_entries", null=True, blank=True
+    )
+    claim = models.ForeignKey(
+        "VoucherClaim", on_delete=models.PROTECT, related_name="ledger_entries", null=True, blank=True
     )
     # The proposal whose reservation a RESERVE or RELEASE entry holds or gives back.
     proposal = models.ForeignKey(

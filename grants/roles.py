@@ -23,6 +23,10 @@ class Role(models.TextChoices):
 # Not a group: whoever is a member of the institution an object belongs to (grants.workflow's tables name it).
 APPLICANT = "applicant"
 
+# A group, but not a staff role of a city: a member of an institution a city accredited as a voucher provider
+# (grants.models.Provider), who sees and files the claims naming that institution (grants.services.vouchers).
+PROVIDER = "provider"
+
 # Whoever a request is from: a signed-in user or the anonymous one. Services that need a real user take `User`.
 UserLike = User | AnonymousUser
 

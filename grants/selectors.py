@@ -53,13 +53,16 @@ from grants.models import (
     MilestoneReport,
     Programme,
     Proposal,
+    Provider,
     Recovery,
     ReportingDuty,
     Review,
     Tranche,
+    Voucher,
+    VoucherClaim,
 )
 from grants.money import ZERO
-from grants.roles import Role, city_ids, roles_of
+from grants.roles import PROVIDER, Role, city_ids, has_role, roles_of
 from grants.workflow import OPEN_TRANCHE
 
 UserLike = Any
@@ -364,6 +367,78 @@ def ledger_totals(
         group = sums.setdefault(key, {})
         group[counter] = group.get(counter, ZERO) + sign * row["total"]
     return {key: LedgerTotals(**group) for key, group in sums.items()}
+
+
+# --- Vouchers: one scope each, asked by the API, the admin, the portal and the reports -------------------------
+
+
+def provider_institutions(user: UserLike) -> set[int]:
+    """The institutions a user acts for as a voucher provider: they hold the provider role and are a member of an
+    institution some city accredited."""
+    if not user.is_authenticated or not has_role(user, PROVIDER):
+        return set()
+    return set(
+        InstitutionMember.objects.filter(user_id=user.pk, institution__accreditations__isnull=False)
+        .values_list("institution_id", flat=True)
+        .distinct()
+    )
+
+
+def providers_for(user: UserLike) -> QuerySet[Provider]:
+    """Accreditations in the staff's cities; a provider's own (in every city that accredited it). The list of
+    accredited providers a holder chooses from is `accredited_providers`."""
+    if not user.is_authenticated:
+        return Provider.objects.none()
+    scope = _staff_cities(user, "city_id") | Q(institution_id__in=provider_institutions(user))
+    return Provider.objects.filter(scope).select_related("institution", "city")
+
+
+def providers_readable(user: UserLike) -> QuerySet[Provider]:
+    """What a user may read of the providers: `providers_for`, and for a holder those accredited (and not
+    suspended) in the cities of its vouchers, to name an offering in a claim (the cities publish the list).
+    Changing them and their statements stay with `providers_for`."""
+    if not user.is_authenticated:
+        return Provider.objects.none()
+    published = Q(city_id__in=vouchers_for(user).values("pool__programme__city_id"), suspended=False)
+    return Provider.objects.filter(Q(pk__in=providers_for(user).values("pk")) | published).select_related(
+        "institution", "city"
+    )
+
+
+def accredited_providers(city_id: int, category: str, on: date) -> list[Provider]:
+    """The providers a holder may buy from in the city's category on a day (the city publishes them). A city
+    accredits a handful: the category is picked from the JSON list here, the same on SQLite and PostgreSQL."""
+    found = (
+        Provider.objects.filter(city_id=city_id, suspended=False, accredited_from__lte=on)
+        .filter(Q(accredited_until__isnull=True) | Q(accredited_until__gte=on))
+        .select_related("institution")
+        .order_by("institution__name_en")
+    )
+    return [p for p in found if category in (p.categories or [])]
+
+
+def vouchers_for(user: UserLike) -> QuerySet[Voucher]:
+    """Vouchers of the staff's cities; a holder's own. A provider sees a voucher only through the claims naming
+    it (`claims_for`)."""
+    if not user.is_authenticated:
+        return Voucher.objects.none()
+    scope = _staff_cities(user, "pool__programme__city_id") | _member_of(user, "institution_id")
+    return Voucher.objects.filter(scope).select_related("pool__programme__city", "institution", "scheme")
+
+
+def claims_for(user: UserLike) -> QuerySet[VoucherClaim]:
+    """Claims of the staff's cities; the claims against a holder's vouchers; the claims naming a provider's
+    institution. Nobody else's."""
+    if not user.is_authenticated:
+        return VoucherClaim.objects.none()
+    scope = (
+        _staff_cities(user, "voucher__pool__programme__city_id")
+        | _member_of(user, "voucher__institution_id")
+        | Q(provider__institution_id__in=provider_institutions(user))
+    )
+    return VoucherClaim.objects.filter(scope).select_related(
+        "voucher__pool__programme__city", "voucher__institution", "provider__institution", "offering"
+    )
 
 
 # --- Overdue: one definition each, asked by the admin's filters and columns, the dashboard and the API ------------

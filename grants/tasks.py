@@ -27,6 +27,7 @@ from grants.services import (
     proposals,
     reminders,
     tracking,
+    vouchers,
     webhooks,
     windows,
 )
@@ -292,6 +293,12 @@ def release_tranches() -> int:
 def expire_proposals() -> int:
     """Proposals awaiting a second officer past their expiry: released (grants/services/proposals.py)."""
     return len(proposals.expire_proposals())
+
+
+@shared_task(name="grants.expire_vouchers", **RETRY)
+def expire_vouchers() -> int:
+    """Vouchers past their validity: what they did not spend is de-committed, once (grants/services/vouchers.py)."""
+    return vouchers.expire_vouchers()
 
 
 @shared_task(name="grants.close_windows", **RETRY)

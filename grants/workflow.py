@@ -24,7 +24,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from grants.errors import InvalidTransition, ProposalPending, SecondOfficerRequired, SeparationOfDuties
-from grants.models import Application, Award, AwardAgreement, FundingPool, Proposal, ReportingDuty, Tranche
+from grants.models import (
+    Application,
+    Award,
+    AwardAgreement,
+    FundingPool,
+    Proposal,
+    ReportingDuty,
+    Tranche,
+    VoucherClaim,
+)
 from grants.money import format_money
 from grants.roles import APPLICANT, Role, UserLike, has_role, in_city, is_member, require_member
 from grants.roles import require as require_staff
@@ -86,6 +95,14 @@ REPORTING_DUTY: Table = {
 }
 
 P = Proposal.Status
+V = VoucherClaim.Status
+
+# A voucher claim (grants.services.vouchers): finance verifies it and pays it (possibly less) or rejects it.
+VOUCHER_CLAIM: Table = {
+    V.SUBMITTED: {V.PAID: FINANCE, V.REJECTED: FINANCE},
+    V.PAID: {},
+    V.REJECTED: {},
+}
 
 
 def _proposal(checker: tuple[str, ...]) -> Table:
@@ -122,9 +139,10 @@ TABLES: dict[type[models.Model], tuple[str, Table]] = {
     AwardAgreement: ("award agreement", AGREEMENT),
     ReportingDuty: ("reporting duty", REPORTING_DUTY),
     Proposal: ("proposal", PROPOSAL),
+    VoucherClaim: ("voucher claim", VOUCHER_CLAIM),
 }
 
-Workflowed = Application | Award | Tranche | AwardAgreement | ReportingDuty | Proposal
+Workflowed = Application | Award | Tranche | AwardAgreement | ReportingDuty | Proposal | VoucherClaim
 
 
 def needs_second_officer(pool: FundingPool, kind: str, amount: Decimal) -> bool:
@@ -211,12 +229,16 @@ def city_id_of(obj: Workflowed) -> int:
     """The object's city, through the relations the caller loaded (select_related keeps a list free of queries)."""
     if isinstance(obj, Tranche | AwardAgreement | ReportingDuty):
         return obj.award.pool.programme.city_id
+    if isinstance(obj, VoucherClaim):
+        return obj.voucher.pool.programme.city_id
     return obj.pool.programme.city_id
 
 
 def institution_id_of(obj: Workflowed) -> int:
     if isinstance(obj, Tranche | AwardAgreement | ReportingDuty):
         return obj.award.institution_id
+    if isinstance(obj, VoucherClaim):
+        return obj.voucher.institution_id
     return obj.institution_id
 
 

@@ -62,6 +62,17 @@ def _plain_static_files(settings):
 
 
 @pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    """A request to a /zh-hans/ page leaves Chinese active in the thread; the next test starts in the default
+    language whatever ran before it."""
+    yield
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _second_factor_optional(settings):
     """Staff personas sign in with force_login(); the tests of the second factor (tests/grants/test_second_factor.py
     and the deploy test over gunicorn) turn the production default back on."""

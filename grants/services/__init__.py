@@ -22,7 +22,9 @@ from grants.services.approval import (
 from grants.services.institutions import (
     add_member,
     debar_institution,
+    declare_relation,
     register_institution,
+    remove_relation,
     update_institution,
 )
 from grants.services.payments import (
@@ -61,6 +63,7 @@ __all__ = [
     "create_application",
     "debar_institution",
     "decide_milestone_report",
+    "declare_relation",
     "default_schedule",
     "delete_draft",
     "demand_recovery",
@@ -76,6 +79,7 @@ __all__ = [
     "reject_application",
     "release_due_tranches",
     "release_tranche",
+    "remove_relation",
     "resume_award",
     "return_application",
     "send_back_proposal",

@@ -13,7 +13,16 @@ from django.utils.translation import gettext as _
 
 from grants import audit
 from grants.errors import DomainError, InstitutionDebarred, InvalidInput, InvalidTransition
-from grants.models import Application, Award, FundingPool, Institution, Proposal, Review, Tranche
+from grants.models import (
+    Application,
+    Award,
+    FundingPool,
+    Institution,
+    Proposal,
+    Review,
+    Tranche,
+    VoucherScheme,
+)
 from grants.money import ZERO, format_money, split_largest_remainder, to_money
 from grants.roles import Role, require
 from grants.services import duplicates, notifications
@@ -43,6 +52,23 @@ from grants.workflow import (
 )
 
 S = Application.Status
+
+
+class VoucherPool(DomainError):
+    code = "voucher_pool"
+    status = 409
+
+
+def refuse_if_voucher_pool(pool: FundingPool) -> None:
+    """A pool run as vouchers makes no awards paid in tranches: approving an application there issues a voucher
+    (grants.services.vouchers.issue_from_application)."""
+    if VoucherScheme.objects.filter(pool_id=pool.pk).exists():
+        raise VoucherPool(
+            _(
+                "This pool runs as vouchers: issue a voucher from the application instead of approving an award "
+                "paid in tranches."
+            )
+        )
 
 
 class ReviewsMissing(DomainError):
@@ -258,6 +284,7 @@ def approve_application(
     """
     application = Application.objects.select_related("pool__programme", "institution").get(pk=application.pk)
     pool = application.pool
+    refuse_if_voucher_pool(pool)
     amount, start, schedule = approval_terms(
         application,
         amount=amount,

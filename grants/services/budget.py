@@ -2,7 +2,7 @@
 
 Lock order, everywhere (so two transactions never wait on each other in a cycle):
 proposal → application → institution → programme → pool → fiscal-year allotments (by year) → award → tranche →
-recovery.
+recovery; and for vouchers (grants.services.vouchers), after the allotments: voucher → provider contract → claim.
 Approval takes the budget rows last of all, with conditional UPDATEs (`commit_last`), so the rows every approval of
 a pool shares are held only for the few statements before COMMIT.
 Every counter has a CHECK constraint behind it, so even a bug here cannot push a pool past its cap.
@@ -41,6 +41,8 @@ from grants.models import (
     Programme,
     Proposal,
     Tranche,
+    Voucher,
+    VoucherClaim,
 )
 from grants.selectors import ledger_totals
 from grants.services import after_commit, outbox
@@ -124,6 +126,9 @@ class Movement:
     award: Award | None = None
     tranche: Tranche | None = None
     proposal: Proposal | None = None
+    # A voucher's commitment or lapse, and the claim a voucher payment pays (grants.services.vouchers).
+    voucher: Voucher | None = None
+    claim: VoucherClaim | None = None
     # CARRY_OUT, CARRY_IN, LAPSE: the year the money was first allotted for (LedgerEntry.origin_year).
     origin_year: int | None = None
 
@@ -214,6 +219,8 @@ def _write_entries(
                 award=m.award,
                 tranche=m.tranche,
                 proposal=m.proposal,
+                voucher=m.voucher,
+                claim=m.claim,
                 origin_year=m.origin_year,
                 actor=actor if getattr(actor, "pk", None) else None,
                 created_at=now,

@@ -37,7 +37,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -51,6 +51,8 @@ from grants.models import (
     LedgerEntry,
     Programme,
     Tranche,
+    Voucher,
+    VoucherClaim,
 )
 from grants.money import ZERO, format_money
 from grants.roles import require
@@ -356,6 +358,22 @@ def _year_problems(programme: Programme, year: int, today: date) -> list[str]:
         problems.append(
             _("Fiscal year %(year)d has not ended; it can be closed from 1 January %(next)d.")
             % {"year": year, "next": year + 1}
+        )
+    # A voucher commits its face value in its year and is paid in it (grants.services.vouchers): the year closes
+    # once its vouchers expired (their balance lapsed) or were spent, and their claims were decided.
+    open_vouchers = (
+        Voucher.objects.filter(pool__programme=programme, fiscal_year__lte=year)
+        .filter(Q(status=Voucher.Status.ACTIVE) | Q(claims__status=VoucherClaim.Status.SUBMITTED))
+        .distinct()
+        .count()
+    )
+    if open_vouchers:
+        problems.append(
+            _(
+                "%(n)d voucher(s) of fiscal year %(year)d are still valid or have claims awaiting verification: "
+                "decide the claims, and let the vouchers expire (the hourly job) first."
+            )
+            % {"n": open_vouchers, "year": year}
         )
     expected = (programme.closed_through + 1) if programme.closed_through else programme.first_fiscal_year
     if year > expected:

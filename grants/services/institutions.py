@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from cities.models import City
 from grants import audit
 from grants.errors import InvalidInput, NotPermitted
-from grants.models import Institution, InstitutionMember, InstitutionType
+from grants.models import Institution, InstitutionMember, InstitutionRelation, InstitutionType
 from grants.roles import Role, require, require_member
 from grants.validators import validate_credit_code
 
@@ -125,3 +125,66 @@ def debar_institution(
             values={"debarred_until": until, "debarment_reason": reason if until else ""},
         )
     return institution
+
+
+def declare_relation(
+    *, institution: Institution, actor: User, kind: str, name: str, identifier: str = ""
+) -> InstitutionRelation:
+    """Declare who controls the institution: its legal representative or a shareholder (a person's ID number or a
+    company's credit code where known). Voucher claims between related institutions are refused
+    (grants.services.vouchers.related_parties). A member of the institution, or a programme officer of its city;
+    audited."""
+    name = (name or "").strip()
+    identifier = (identifier or "").strip().upper()
+    problems: dict[str, list[str]] = {}
+    if kind not in InstitutionRelation.Kind.values:
+        problems["kind"] = [_("Legal representative or shareholder.")]
+    if not name:
+        problems["name"] = [_("Required.")]
+    if len(name) > 200 or len(identifier) > 30:
+        problems.setdefault("name", []).append(_("Too long."))
+    if problems:
+        raise InvalidInput(_("The declaration is not valid."), fields=problems)
+    with transaction.atomic():
+        institution = Institution.objects.select_for_update().get(pk=institution.pk)
+        _require_member_or_officer(actor, institution)
+        if (
+            kind == InstitutionRelation.Kind.LEGAL_REPRESENTATIVE
+            and institution.relations.filter(kind=kind).exists()
+        ):
+            raise InvalidInput(
+                _("A legal representative is already declared: remove it first."),
+                fields={"kind": [_("Only one legal representative.")]},
+            )
+        relation = InstitutionRelation.objects.create(
+            institution=institution, kind=kind, name=name, identifier=identifier
+        )
+        audit.record(
+            actor=actor,
+            action="institution.declare_relation",
+            obj=institution,
+            city_id=institution.city_id,
+            after={"kind": kind, "name": name, "identifier": identifier},
+        )
+    return relation
+
+
+def remove_relation(*, relation: InstitutionRelation, actor: User) -> None:
+    with transaction.atomic():
+        institution = Institution.objects.select_for_update().get(pk=relation.institution_id)
+        _require_member_or_officer(actor, institution)
+        audit.record(
+            actor=actor,
+            action="institution.remove_relation",
+            obj=institution,
+            city_id=institution.city_id,
+            before={"kind": relation.kind, "name": relation.name, "identifier": relation.identifier},
+        )
+        relation.delete()
+
+
+def _require_member_or_officer(actor: User, institution: Institution) -> None:
+    try:
+        require_member(actor, institution)
+    except NotPermitted:
+        require(actor, Role.PROGRAMME_OFFICER, institution.city_id)

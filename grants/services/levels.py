@@ -14,11 +14,20 @@ What a level has used is what is committed plus what proposals awaiting a second
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from grants.errors import BudgetExceeded
-from grants.models import FiscalYearAllotment, FundingPool, Institution, LedgerEntry, Programme, Tranche
+from grants.models import (
+    FiscalYearAllotment,
+    FundingPool,
+    Institution,
+    LedgerEntry,
+    Programme,
+    Tranche,
+    Voucher,
+)
 from grants.money import ZERO, apply_rate
 from grants.selectors import ledger_totals
 
@@ -76,14 +85,16 @@ def levels(
     asked_by_year: Mapping[int, Decimal],
     award_total: Decimal,
     cost_share_limit: Decimal | None,
+    institution_used: Mapping[int, Decimal] | None = None,
 ) -> list[Level]:
     """Every level that applies to committing `asked_by_year` more (negative years give money back and ask
     nothing), in the fixed order.
 
     The pool, programme and allotment figures are the caller's: rows it holds locked (amendments) or read just now
     (`levels_now`). `allotments` is every allotment of the pool: a pool with any has nothing to give in a year it
-    did not allot. Reads the institution's live tranches in the pool where the pool has a per-year maximum; a
-    caller that acts on the answer holds the institution's lock first.
+    did not allot. Where the pool has a per-year maximum, reads what the institution uses of it
+    (`institution_year_used`) unless the caller passes it (`institution_used`); a caller that acts on the answer
+    holds the institution's lock first.
     """
     increases = {year: amount for year, amount in sorted(asked_by_year.items()) if amount > 0}
     # The pool and the programme are asked the net: moving a tranche to another year (grants.services.fiscal)
@@ -103,22 +114,17 @@ def levels(
                 )
             )
     if pool.max_per_institution_year is not None and increases:
-        used = dict(
-            Tranche.objects.filter(
-                award__pool=pool, award__institution_id=institution_id, fiscal_year__in=increases
-            )
-            .exclude(status=Tranche.Status.CANCELLED)
-            .order_by()
-            .values_list("fiscal_year")
-            .annotate(total=Sum("amount"))
+        used = (
+            institution_used
+            if institution_used is not None
+            else institution_year_used(pool.pk, [institution_id], set(increases)).get(institution_id, {})
         )
-        reserved = reserved_for_institution(pool.pk, institution_id, set(increases))
         rows += [
             Level(
                 "institution_year",
                 amount,
                 pool.max_per_institution_year,
-                used.get(year, ZERO) + reserved.get(year, ZERO),
+                used.get(year, ZERO),
                 fiscal_year=year,
             )
             for year, amount in increases.items()
@@ -131,6 +137,44 @@ def levels(
         Level("programme_total", increase, programme.total_budget, programme.committed + programme.reserved)
     )
     return rows
+
+
+def institution_year_used(
+    pool_id: int, institution_ids: list[int], years: set[int]
+) -> dict[int, dict[int, Decimal]]:
+    """What each institution already uses of its per-year maximum in the pool, per fiscal year: its live tranches,
+    its vouchers' face value less what lapsed, and what its proposals hold reserved. Three grouped reads, however
+    many institutions (a bulk issue of vouchers asks for a thousand at once)."""
+    used: dict[int, dict[int, Decimal]] = {i: {} for i in institution_ids}
+
+    def add(rows: Any) -> None:
+        for institution_id, year, total in rows:
+            used[institution_id][year] = used[institution_id].get(year, ZERO) + (total or ZERO)
+
+    add(
+        Tranche.objects.filter(
+            award__pool_id=pool_id, award__institution_id__in=institution_ids, fiscal_year__in=years
+        )
+        .exclude(status=Tranche.Status.CANCELLED)
+        .order_by()
+        .values_list("award__institution_id", "fiscal_year")
+        .annotate(total=Sum("amount"))
+    )
+    # A voucher holds its face value committed in its year until what it did not spend lapses.
+    add(
+        Voucher.objects.filter(pool_id=pool_id, institution_id__in=institution_ids, fiscal_year__in=years)
+        .order_by()
+        .values_list("institution_id", "fiscal_year")
+        .annotate(total=Sum(F("face_value") - F("lapsed")))
+    )
+    reserved = ledger_totals(
+        LedgerEntry.objects.filter(
+            pool_id=pool_id, proposal__institution_id__in=institution_ids, fiscal_year__in=years
+        ),
+        by=("proposal__institution_id", "fiscal_year"),
+    )
+    add((institution_id, year, t.reserved) for (institution_id, year), t in reserved.items())
+    return used
 
 
 def reserved_for_institution(pool_id: int, institution_id: int, years: set[int]) -> dict[int, Decimal]:

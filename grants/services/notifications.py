@@ -39,6 +39,8 @@ from grants.models import (
     Review,
     Tranche,
     UserProfile,
+    Voucher,
+    VoucherClaim,
 )
 from grants.money import format_money
 from grants.roles import APPLICANT, Role
@@ -65,6 +67,13 @@ class Event(models.TextChoices):
     REVIEWER_ASSIGNED = "reviewer_assigned", _("You were assigned an application to review")
     TRANCHE_PAYABLE = "tranche_payable", _("A tranche is ready to pay (finance)")
     APPROVAL_AWAITING_SECOND = "approval_awaiting_second", _("A proposed approval awaits a second officer")
+    # Vouchers (grants.services.vouchers): to the holder's members (and a provider who claimed).
+    VOUCHER_ISSUED = "voucher_issued", _("A voucher was issued to your institution")
+    VOUCHER_EXPIRING = "voucher_expiring", _("A voucher of your institution expires soon")
+    CLAIM_PAID = "claim_paid", _("A voucher claim was approved and paid")
+    CLAIM_REJECTED = "claim_rejected", _("A voucher claim was rejected")
+    # To finance.
+    CLAIM_SUBMITTED = "claim_submitted", _("A voucher claim awaits verification (finance)")
 
 
 # Who receives each event: the preferences form offers a user only the events of the roles they hold.
@@ -82,6 +91,11 @@ AUDIENCE: dict[str, str] = {
     Event.REVIEWER_ASSIGNED: Role.REVIEWER,
     Event.TRANCHE_PAYABLE: Role.FINANCE_OFFICER,
     Event.APPROVAL_AWAITING_SECOND: Role.PROGRAMME_OFFICER,
+    Event.VOUCHER_ISSUED: APPLICANT,
+    Event.VOUCHER_EXPIRING: APPLICANT,
+    Event.CLAIM_PAID: APPLICANT,
+    Event.CLAIM_REJECTED: APPLICANT,
+    Event.CLAIM_SUBMITTED: Role.FINANCE_OFFICER,
 }
 
 # Template directories per language code (a directory name cannot hold every code's characters usefully).
@@ -99,6 +113,19 @@ def applicants(institution_id: int) -> list[User]:
             pk__in=InstitutionMember.objects.filter(institution_id=institution_id).values("user_id"),
         ).order_by("pk")
     )
+
+
+def applicants_of(institution_ids: Iterable[int]) -> dict[int, list[User]]:
+    """`applicants` of many institutions in one read (a bulk issue of vouchers tells each holder)."""
+    found: dict[int, list[User]] = {}
+    members = (
+        InstitutionMember.objects.filter(institution_id__in=set(institution_ids), user__is_active=True)
+        .select_related("user")
+        .order_by("user_id")
+    )
+    for member in members:
+        found.setdefault(member.institution_id, []).append(member.user)
+    return found
 
 
 def staff(role: str, city_id: int) -> list[User]:
@@ -257,6 +284,33 @@ def subject_of(obj: Any) -> Subject:
                 "application_id": obj.pk,
             },
         )
+    if isinstance(obj, Voucher):
+        return Subject(
+            "voucher",
+            obj.pk,
+            {
+                "reference": obj.code,
+                "pool": obj.pool,
+                "amount": obj.face_value,
+                "valid_until": obj.valid_until,
+                "voucher_id": obj.pk,
+            },
+        )
+    if isinstance(obj, VoucherClaim):
+        return Subject(
+            "voucherclaim",
+            obj.pk,
+            {
+                "reference": obj.reference,
+                "voucher": obj.voucher.code,
+                "pool": obj.voucher.pool,
+                "amount": obj.approved_amount if obj.approved_amount is not None else obj.amount,
+                "claimed": obj.amount,
+                "reason": obj.decision_reason,
+                "voucher_id": obj.voucher_id,
+                "claim_id": obj.pk,
+            },
+        )
     # Another helper's object (an agreement, a reporting duty): it names its application in the context.
     return Subject(obj._meta.model_name, obj.pk, {"reference": str(obj)})
 
@@ -396,9 +450,15 @@ def link_of(notice: Notification, language: str) -> str:
     """Where the notice leads, as a path in `language`: the portal's application page for applicants, the
     object's admin page for staff."""
     application_id = notice.context.get("application_id")
+    voucher_id = notice.context.get("voucher_id")
     with translation.override(language):
         if AUDIENCE.get(notice.event) == APPLICANT and isinstance(application_id, int):
             return reverse("portal:application", args=[application_id])
+        if AUDIENCE.get(notice.event) == APPLICANT and isinstance(voucher_id, int):
+            try:
+                return reverse("portal:voucher", args=[voucher_id])
+            except NoReverseMatch:
+                return reverse("portal:notifications")
         try:
             return reverse(f"admin:grants_{notice.object_type}_change", args=[notice.object_id])
         except NoReverseMatch:

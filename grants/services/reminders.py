@@ -5,9 +5,10 @@ the same transaction as the notices, so a second run of the daily job (or two at
 for the first and fails) sends nothing. A job that missed some days sends only the latest kind that applies: a
 duty found 5 days before its date gets the 7-day reminder, not a stale 30-day one too.
 
-What is reminded of is a list of sources (`SOURCES`). Today there is one, the reporting duties of
-grants.models.ReportingDuty (progress and financial reports; a report that gates a tranche is a duty too, so
-milestone reports are covered). Vouchers do not exist yet (issue #13): when they do, add a Source for them here.
+What is reminded of is a list of sources (`SOURCES`): the reporting duties of grants.models.ReportingDuty
+(progress and financial reports; a report that gates a tranche is a duty too, so milestone reports are covered), and
+vouchers with something left to spend before they expire (grants.services.vouchers; no "overdue" reminder: an
+expired voucher's balance has lapsed).
 """
 
 from collections.abc import Callable
@@ -16,12 +17,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from grants import selectors
-from grants.models import Reminder, ReportingDuty
-from grants.services import notifications
+from grants.models import Reminder, ReportingDuty, Voucher
+from grants.services import notifications, vouchers
 from grants.services.notifications import Event
 
 # Days before the due date at which each early reminder goes, latest first.
@@ -36,6 +37,9 @@ class Source:
     item_type: str
     outstanding: Callable[[date], QuerySet[Any]]
     notice: Callable[[Any], dict[str, Any]]
+    # The events of the early reminders and of the overdue one (None: no reminder once the date has passed).
+    due_event: str = Event.REPORT_DUE
+    overdue_event: str | None = Event.REPORT_OVERDUE
 
 
 def _duty_notice(duty: ReportingDuty) -> dict[str, Any]:
@@ -55,6 +59,14 @@ def _duty_notice(duty: ReportingDuty) -> dict[str, Any]:
     }
 
 
+def _voucher_notice(voucher: Voucher) -> dict[str, Any]:
+    return {
+        "obj": voucher,
+        "users": notifications.applicants(voucher.institution_id),
+        "context": {"due_date": voucher.valid_until, "balance": voucher.balance},
+    }
+
+
 SOURCES: list[Source] = [
     Source(
         item_type="reportingduty",
@@ -62,6 +74,13 @@ SOURCES: list[Source] = [
             "award__application", "requirement"
         ),
         notice=_duty_notice,
+    ),
+    Source(
+        item_type="voucher",
+        outstanding=lambda due_by: vouchers.expiring(due_by).annotate(due_date=F("valid_until")),
+        notice=_voucher_notice,
+        due_event=Event.VOUCHER_EXPIRING,
+        overdue_event=None,
     ),
 ]
 
@@ -93,6 +112,8 @@ def send_reminders(*, today: date | None = None) -> dict[str, int]:
             found = _kind_for(item.due_date, today)
             if found is None or (item.pk, found[0]) in done:
                 continue
+            if found[0] == Reminder.Kind.OVERDUE and source.overdue_event is None:
+                continue
             kind, days = found
             if _send_one(source, item, kind, days):
                 sent[kind] += 1
@@ -104,7 +125,8 @@ def _send_one(source: Source, item: Any, kind: str, days: int) -> bool:
         with transaction.atomic():
             Reminder.objects.create(item_type=source.item_type, item_id=item.pk, kind=kind)
             notice = source.notice(item)
-            event = Event.REPORT_OVERDUE if kind == Reminder.Kind.OVERDUE else Event.REPORT_DUE
+            event = source.overdue_event if kind == Reminder.Kind.OVERDUE else source.due_event
+            assert event is not None
             notifications.notify(
                 event,
                 obj=notice["obj"],

@@ -478,6 +478,8 @@ def money_moved_payload(pool_id: int, entry_ids: list[int]) -> tuple[int, str, d
                 "fiscal_year": e.fiscal_year,
                 "award": e.award_id,
                 "tranche": e.tranche_id,
+                "voucher": e.voucher_id,
+                "claim": e.claim_id,
                 "created_at": e.created_at.isoformat(),
                 "reason": e.reason,
             }

@@ -24,10 +24,13 @@ from grants.models import (
     NotificationEmail,
     Programme,
     Proposal,
+    ProviderContract,
     Recovery,
     ReportingDuty,
     Review,
     Tranche,
+    Voucher,
+    VoucherClaim,
 )
 
 ZERO = Decimal("0.00")
@@ -65,6 +68,9 @@ WATCHED: list[tuple[type, tuple[str, ...]]] = [
     (AwardAgreement, ("status", "accepted_by", "accepted_at", "accepted_from")),
     (ReportingDuty, ("status", "answers", "submitted_at", "decided_at", "comment")),
     (Recovery, ("amount", "received", "status", "receipts")),
+    (Voucher, ("face_value", "held", "paid", "lapsed", "status")),
+    (VoucherClaim, ("status", "amount", "approved_amount", "invoice_key")),
+    (ProviderContract, ("value", "invoiced")),
     (LedgerEntry, ("kind", "amount")),
     (AuditEvent, ("action",)),
     # Notices and their e-mails are written in the same transaction as the change they announce.
@@ -188,6 +194,34 @@ def assert_invariants() -> None:
             ).exists(), award
     for recovery in Recovery.objects.all():
         assert ZERO <= recovery.received <= recovery.amount
+    assert_vouchers_settled()
+
+
+def assert_vouchers_settled() -> None:
+    """Per voucher (grants/services/vouchers.py): its ledger holds face value - lapsed committed and what was paid
+    disbursed; paid + held + lapsed <= face value; held = Σ its claims awaiting verification, paid = Σ the approved
+    amounts of its paid claims; an expired voucher has no balance; per contract, what claims invoiced under it is
+    within its value and is the sum of their invoices."""
+    for voucher in Voucher.objects.all():
+        assert _ledger(voucher=voucher) == {
+            "committed": voucher.face_value - voucher.lapsed,
+            "disbursed": voucher.paid,
+            "reserved": ZERO,
+        }, voucher
+        assert ZERO <= voucher.paid + voucher.held + voucher.lapsed <= voucher.face_value, voucher
+        claims = voucher.claims.all()
+        held = claims.filter(status=VoucherClaim.Status.SUBMITTED).aggregate(s=Sum("amount", default=ZERO))[
+            "s"
+        ]
+        paid = claims.filter(status=VoucherClaim.Status.PAID).aggregate(
+            s=Sum("approved_amount", default=ZERO)
+        )["s"]
+        assert (voucher.held, voucher.paid) == (held, paid), voucher
+        if voucher.status == Voucher.Status.EXPIRED:
+            assert voucher.balance == ZERO, voucher
+    for contract in ProviderContract.objects.all():
+        invoiced = sum((c.invoice_total for c in contract.claims.all()), ZERO)
+        assert contract.invoiced == invoiced <= contract.value, contract
 
 
 def audit_actions(obj: Any) -> list[str]:

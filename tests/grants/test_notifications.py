@@ -232,7 +232,7 @@ def test_a_notice_turned_off_is_listed_but_not_mailed(draft, carol, django_captu
 def test_the_choices_offered_follow_the_roles(carol, carols_startup, dave, rita, alice):
     assert Event.APPLICATION_APPROVED in notifications.events_for(carol)
     assert Event.REVIEWER_ASSIGNED not in notifications.events_for(carol)
-    assert notifications.events_for(dave) == [Event.TRANCHE_PAYABLE]
+    assert notifications.events_for(dave) == [Event.TRANCHE_PAYABLE, Event.CLAIM_SUBMITTED]
     assert notifications.events_for(rita) == [Event.REVIEWER_ASSIGNED]
     assert notifications.events_for(alice) == [Event.APPROVAL_AWAITING_SECOND]
     with pytest.raises(ValueError):

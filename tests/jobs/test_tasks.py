@@ -35,6 +35,7 @@ def test_celery_is_configured_for_redelivery_and_short_broker_waits():
         "grants.expire_proposals",
         "grants.sweep_notice_emails",
         "grants.send_reminders",
+        "grants.expire_vouchers",
     }
 
 
