@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -83,11 +84,28 @@ def service_key(request: Request, key: str | None) -> str | None:
 
 
 def body_hash(request: Request) -> str:
+    """The request's body as the key remembers it. An uploaded file counts by its content, not its name: a retry
+    with another file under the same name is another request (422), not a replay."""
+    digest = hashlib.sha256()
+    data = request.data
+    files = getattr(data, "items", None)
+    uploads: dict[str, str] = {}
+    if callable(files):
+        for name, value in data.items():
+            if isinstance(value, UploadedFile):
+                content = hashlib.sha256()
+                for chunk in value.chunks():
+                    content.update(chunk)
+                value.seek(0)
+                uploads[name] = content.hexdigest()
+    plain = {k: v for k, v in data.items() if k not in uploads} if uploads else data
     try:
-        canonical = json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":"))
+        canonical = json.dumps(plain, sort_keys=True, default=str, separators=(",", ":"))
     except (TypeError, ValueError):
-        canonical = repr(request.data)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        canonical = repr(plain)
+    digest.update(canonical.encode())
+    digest.update(json.dumps(uploads, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def run_once(

@@ -178,8 +178,10 @@ class TrancheExportApi(ReportApi):
 )
 class GivingPackageApi(APIView):
     """The awards in scope as a 360Giving package: ids 360G-<prefix>-<award reference>, recipients
-    CN-USCI-<credit code>, planned dates, paid tranches as disbursement transactions. Amounts are JSON numbers,
-    as the standard requires. 404 `no_awards` when nothing matches (a package holds at least one grant)."""
+    CN-USCI-<credit code>, planned dates, paid tranches as disbursement transactions; and each paid voucher claim
+    as a grant to the voucher's holder (360G-<prefix>-<claim reference>, the approved amount, awarded the day it
+    was approved). Amounts are JSON numbers, as the standard requires. 404 `no_awards` when nothing matches (a
+    package holds at least one grant)."""
 
     def get(self, request: Request) -> Response:
         params = reports.query_params(request.query_params)

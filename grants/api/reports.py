@@ -499,7 +499,8 @@ def funder_id(city: Any, prefix: str) -> str:
 def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     """The awards in scope as a 360Giving package: ids 360G-<prefix>-<award reference>, recipients
     CN-USCI-<credit code>, the city's agency as funder (`funder_id`), planned dates, paid tranches as disbursement
-    transactions. Two queries."""
+    transactions; then the paid voucher claims in scope as grants to their holders
+    (`voucher_reports.giving360_voucher_grants`). Three queries."""
     p = parse(GivingParams, params)
     prefix = settings.GRANTS_360G_PREFIX
     qs = in_places(selectors.awards(user).select_related("application", "institution__city"), p, pool="pool")
@@ -572,11 +573,15 @@ def giving360_package(user: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             "dateModified": _iso(now),
         }
         grants.append(grant)
+    # Voucher payments (issue 13): each paid claim is a grant to the voucher's holder.
+    from grants.api.voucher_reports import giving360_voucher_grants
+
+    grants += giving360_voucher_grants(user, p, now=now)
     return {
         "grants": grants,
         "version": "1.4",
         "title": f"{settings.GRANTS_360G_PUBLISHER} grants",
-        "description": "Awards of the city subsidy programmes in the requester's scope.",
+        "description": "Awards and voucher payments of the city subsidy programmes in the requester's scope.",
         "issued": _iso(now),
         "modified": _iso(now),
         "identifier": f"360G-{prefix}-{now:%Y%m%d%H%M%S}",

@@ -19,7 +19,10 @@ ERROR_STATUSES = {
     "409": "Refused by the budget or the workflow (details name the level, asked and left), or a conflict.",
     "413": "Request body too large.",
     "415": "Unsupported media type.",
-    "422": "Idempotency-Key reused with a different request.",
+    "422": (
+        "Idempotency-Key reused with a different request; or a voucher claim refused on its checks "
+        "(`claim_refused`, every failed check in `details`), or a bulk issue refused (`bulk_refused`, every bad row)."
+    ),
     "429": "Throttled: retry after `Retry-After` seconds.",
 }
 

@@ -14,6 +14,8 @@ from grants.api import (
     schema,
     setup_views,
     views,
+    voucher_reports,
+    voucher_views,
 )
 
 # Imported for its registration with drf-spectacular (the token scheme in the OpenAPI document).
@@ -55,6 +57,10 @@ router.register("tokens", views.TokenViewSet, basename="token")
 router.register("exports", export_views.ExportViewSet, basename="export")
 router.register("notifications", notice_views.NotificationViewSet, basename="notification")
 router.register("proposals", proposal_views.ProposalViewSet, basename="proposal")
+router.register("providers", voucher_views.ProviderViewSet, basename="provider")
+router.register("voucher-schemes", voucher_views.VoucherSchemeViewSet, basename="voucher-scheme")
+router.register("vouchers", voucher_views.VoucherViewSet, basename="voucher")
+router.register("voucher-claims", voucher_views.VoucherClaimViewSet, basename="voucher-claim")
 
 ACTIONS: dict[str, dict[str, type[APIView]]] = {
     "applications": {
@@ -64,6 +70,7 @@ ACTIONS: dict[str, dict[str, type[APIView]]] = {
         "review": views.ApplicationReviewApi,
         "approve": views.ApplicationApproveApi,
         "propose": proposal_views.ApplicationProposeApi,
+        "issue-voucher": voucher_views.ApplicationIssueVoucherApi,
         "reject": views.ApplicationRejectApi,
         "return": views.ApplicationReturnApi,
     },
@@ -101,6 +108,8 @@ ACTIONS: dict[str, dict[str, type[APIView]]] = {
         "send-back": proposal_views.ProposalSendBackApi,
     },
     "notifications": {"read": notice_views.NotificationReadApi},
+    "providers": {"offerings": voucher_views.ProviderOfferingsApi},
+    "voucher-claims": {"approve": voucher_views.ClaimApproveApi, "reject": voucher_views.ClaimRejectApi},
 }
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -113,6 +122,7 @@ urlpatterns += [
     path("reports/budget/", report_views.BudgetReportApi.as_view(), name="report-budget"),
     path("reports/tranches/", report_views.TrancheExportApi.as_view(), name="report-tranches"),
     path("reports/360giving/", report_views.GivingPackageApi.as_view(), name="report-360giving"),
+    path("reports/vouchers/", voucher_reports.VoucherReportApi.as_view(), name="report-vouchers"),
     path("exports/<id:pk>/file/", export_views.ExportFileApi.as_view(), name="export-file"),
     path(
         "programmes/<id:pk>/fiscal-years/<int:year>/close/",
@@ -125,5 +135,18 @@ urlpatterns += [
         name="notifications-read-all",
     ),
     path("awards/<id:pk>/agreement.pdf", duty_views.AgreementPdfApi.as_view(), name="award-agreement-pdf"),
+    # Vouchers (issue 13). Before the router's urls: "bulk" and "verify" are not voucher ids.
+    path(
+        "providers/<id:pk>/statement/",
+        voucher_views.ProviderStatementApi.as_view(),
+        name="provider-statement",
+    ),
+    path("vouchers/bulk/", voucher_views.VoucherBulkApi.as_view(), name="voucher-bulk"),
+    path("vouchers/verify/<str:code>/", voucher_views.VoucherVerifyApi.as_view(), name="voucher-verify"),
+    path(
+        "voucher-claims/<id:pk>/files/<str:document>/",
+        voucher_views.VoucherClaimFileApi.as_view(),
+        name="voucher-claim-file",
+    ),
 ]
 urlpatterns += router.urls

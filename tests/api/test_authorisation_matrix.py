@@ -6,9 +6,11 @@ so for them "allowed" means the Shanghai object is in what the role gets back. E
 that is rolled back, so every role meets the same world.
 """
 
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from grants.api.authentication import create_token
@@ -25,9 +27,12 @@ from grants.roles import Role
 from grants.services.proposals import propose_approval
 from grants.services.reporting import submit_report
 from tests import factories as f
+from tests import voucher_factories as vf
 
-ROLES = ("alice", "bob", "carol", "dave", "erin", "rita", "admin", "anonymous")
-AUTHENTICATED = {"alice", "bob", "carol", "dave", "erin", "rita", "admin"}
+# paula: a user of a provider Shanghai accredited for its computing-power vouchers (issue 13); carol's institution
+# holds one of those vouchers.
+ROLES = ("alice", "bob", "carol", "dave", "erin", "rita", "paula", "admin", "anonymous")
+AUTHENTICATED = {"alice", "bob", "carol", "dave", "erin", "rita", "paula", "admin"}
 SH_STAFF = {"alice", "dave", "erin", "admin"}
 OFFICER = {"alice", "admin"}
 FINANCE = {"dave", "admin"}
@@ -35,7 +40,7 @@ MEMBER = {"carol", "admin"}
 DENIED = {401, 403, 404, 405}
 
 
-def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] | None, set[str]]]:
+def _cases(w: Any, ids: dict[str, Any]) -> list[tuple[str, str, Any, set[str]]]:
     app, award, tranche, gated = w.application.pk, w.award.pk, w.planned.pk, w.gated.pk
     lists = [
         ("cities", w.sh_pool.programme.city_id, AUTHENTICATED),
@@ -57,8 +62,14 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("notifications", ids["notice"], {"carol"}),  # one's own notices only, administrators included
         ("reporting-duties", ids["duty"], SH_STAFF | {"carol"}),
         ("proposals", ids["proposal"], SH_STAFF),  # an internal step: not the applicant's
+        # Vouchers (issue 13): a provider's users see their provider and the claims naming it; the holder its
+        # vouchers and claims, and the providers its voucher's city accredits; the rules are public.
+        ("providers", ids["provider"], SH_STAFF | {"paula", "carol"}),
+        ("voucher-schemes", ids["scheme"], AUTHENTICATED),
+        ("vouchers", ids["voucher"], SH_STAFF | {"carol"}),
+        ("voucher-claims", ids["claim"], SH_STAFF | {"carol", "paula"}),
     ]
-    cases: list[tuple[str, str, dict[str, Any] | None, set[str]]] = []
+    cases: list[tuple[str, str, Any, set[str]]] = []
     for resource, pk, allowed in lists:
         cases.append(("list", f"/api/v1/{resource}/?page_size=1000", {"id": pk}, allowed))
         cases.append(("get", f"/api/v1/{resource}/{pk}/", None, allowed))
@@ -85,6 +96,8 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("post", f"/api/v1/reviews/{ids['review']}/declare/", {"conflict": False}, {"rita"}),
         ("post", f"/api/v1/duplicate-flags/{ids['flag']}/acknowledge/", {"reason": "r"}, OFFICER),
         ("post", f"/api/v1/applications/{app}/approve/", {}, OFFICER),
+        # In a pool run as vouchers approval issues a voucher (issue 13); this pool is not one (400 for officers).
+        ("post", f"/api/v1/applications/{app}/issue-voucher/", {}, OFFICER),
         ("post", f"/api/v1/applications/{app}/reject/", note, OFFICER),
         ("post", f"/api/v1/applications/{app}/return/", note, OFFICER),
         ("post", f"/api/v1/awards/{award}/suspend/", note, OFFICER),
@@ -162,8 +175,45 @@ def _cases(w: Any, ids: dict[str, int]) -> list[tuple[str, str, dict[str, Any] |
         ("get", "/api/v1/reports/budget/", None, AUTHENTICATED),
         ("get", "/api/v1/reports/tranches/?format=csv", None, AUTHENTICATED),
         ("get", "/api/v1/reports/360giving/", None, SH_STAFF | {"carol", "bob"}),
+        ("get", "/api/v1/reports/vouchers/?group=city", None, AUTHENTICATED),
         ("post", "/api/v1/exports/", {"report": "budget"}, AUTHENTICATED),
         ("get", f"/api/v1/exports/{ids['export']}/file/", None, {"alice", "admin"}),
+        # Vouchers (issue 13): officers accredit, set schemes and issue; finance decides claims; the holder and the
+        # provider named claim; anyone checks a printed code.
+        ("post", "/api/v1/providers/", _accreditation(w), OFFICER),
+        ("patch", f"/api/v1/providers/{ids['provider']}/", {"suspended": True}, OFFICER),
+        (
+            "post",
+            f"/api/v1/providers/{ids['provider']}/offerings/",
+            {"category": "compute", "name": "H"},
+            OFFICER,
+        ),
+        ("get", f"/api/v1/providers/{ids['provider']}/statement/", None, SH_STAFF | {"paula"}),
+        (
+            "post",
+            "/api/v1/voucher-schemes/",
+            {"pool": ids["data_pool"], "rates": {"standard": "0.3"}},
+            OFFICER,
+        ),
+        ("patch", f"/api/v1/voucher-schemes/{ids['scheme']}/", {"pays": "provider"}, OFFICER),
+        (
+            "post",
+            "/api/v1/vouchers/",
+            {"pool": ids["voucher_pool"], "institution": w.institution.pk, "face_value": "1000"},
+            OFFICER,
+        ),
+        ("post", f"/api/v1/vouchers/bulk/?pool={ids['voucher_pool']}", {}, OFFICER),
+        ("get", f"/api/v1/vouchers/verify/{ids['code']}/", None, AUTHENTICATED | {"anonymous"}),
+        ("multipart", "/api/v1/voucher-claims/", _claim_form(ids, by_code=False), MEMBER),
+        ("multipart", "/api/v1/voucher-claims/", _claim_form(ids, by_code=True), MEMBER | {"paula"}),
+        (
+            "get",
+            f"/api/v1/voucher-claims/{ids['claim']}/files/invoice_file/",
+            None,
+            SH_STAFF | {"carol", "paula"},
+        ),
+        ("post", f"/api/v1/voucher-claims/{ids['claim']}/approve/", {"payment_reference": "V-1"}, FINANCE),
+        ("post", f"/api/v1/voucher-claims/{ids['claim']}/reject/", {"reason": "r"}, FINANCE),
         ("get", "/api/schema/", None, AUTHENTICATED | {"anonymous"}),
         ("get", "/api/docs/", None, AUTHENTICATED | {"anonymous"}),
     ]
@@ -187,6 +237,49 @@ def _proposal(w: Any) -> int:
     """The Shanghai application under review, proposed for approval by a second Shanghai officer (issue 14)."""
     amir = f.user("amir", roles=(Role.PROGRAMME_OFFICER,), cities=(w.sh_pool.programme.city,))
     return propose_approval(application=w.application, actor=amir).pk
+
+
+def _vouchers(w: Any, carol: Any, alice: Any) -> dict[str, Any]:
+    """A Shanghai computing-power pool run as vouchers: carol's institution holds one and has claimed on it from
+    paula's provider; a data pool not yet run as vouchers."""
+    programme = w.sh_pool.programme
+    pool = f.pool(programme, code="VCH")
+    vf.scheme(pool)
+    provider = vf.provider(programme.city)
+    vf.provider_user(provider.institution, "paula")
+    voucher = vf.voucher(pool, w.institution, officer=alice)
+    claim = vf.claim(voucher, provider, actor=carol)
+    return {
+        "voucher_pool": pool.pk,
+        "data_pool": f.pool(programme, code="DAT", category="data").pk,
+        "scheme": pool.voucher_scheme.pk,
+        "provider": provider.pk,
+        "voucher": voucher.pk,
+        "code": voucher.code,
+        "claim": claim.pk,
+        "claim_input": vf.claim_input(voucher, provider),
+    }
+
+
+def _accreditation(w: Any) -> dict[str, Any]:
+    institution = f.institution(w.sh_pool.programme.city, type="large")
+    return {
+        "city": "SH",
+        "credit_code": institution.credit_code,
+        "categories": ["compute"],
+        "accredited_from": "2025-01-01",
+    }
+
+
+def _claim_form(ids: dict[str, Any], *, by_code: bool) -> Any:
+    """A valid claim on carol's voucher as a multipart form, with fresh files for each request."""
+    values = {
+        ("offering" if name == "offering_id" else name): str(value)
+        for name, value in asdict(ids["claim_input"]).items()
+        if value is not None
+    }
+    values.update({"voucher_code": ids["code"]} if by_code else {"voucher": ids["voucher"]})
+    return lambda: {**values, **vf.files()}
 
 
 def _draft(w: Any) -> dict[str, Any]:
@@ -229,14 +322,22 @@ def _allowed(client: Any, kind: str, url: str, body: Any) -> tuple[bool, int]:
         if response.status_code != 200:
             return False, response.status_code
         return body["id"] in {row["id"] for row in response.json()["results"]}, 200
-    response = (
-        getattr(client, kind)(url, body, format="json") if body is not None else getattr(client, kind)(url)
-    )
+    if kind == "multipart":
+        response = client.post(url, body(), format="multipart")
+    elif body is not None:
+        response = getattr(client, kind)(url, body, format="json")
+    else:
+        response = getattr(client, kind)(url)
     return response.status_code not in DENIED, response.status_code
 
 
-def test_every_role_against_every_endpoint(request, api, world, admin, carol):
-    users = {name: request.getfixturevalue(name) for name in ROLES if name not in {"anonymous", "admin"}}
+def test_every_role_against_every_endpoint(request, api, world, admin, carol, alice, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"  # the claims' documents
+    vouchers = _vouchers(world, carol, alice)
+    users = {
+        name: request.getfixturevalue(name) for name in ROLES if name not in {"anonymous", "admin", "paula"}
+    }
+    users["paula"] = User.objects.get(username="paula")
     users["admin"] = admin
     users["anonymous"] = None
     token, _key = create_token(user=carol, actor=carol, name="erp")
@@ -249,6 +350,7 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
         "rita": users["rita"].pk,
         "notice": Notification.objects.filter(user=carol).earliest("id").pk,
         **_duties(world, carol),
+        **vouchers,
         "proposal": _proposal(world),
         # After the proposal: a flag that no acknowledgement cleared would stop it.
         "flag": DuplicateFlag.objects.create(
@@ -270,7 +372,7 @@ def test_every_role_against_every_endpoint(request, api, world, admin, carol):
             statuses[role] = status
             if ok:
                 got.add(role)
-            if role == "anonymous" and url.startswith("/api/v1/"):
+            if role == "anonymous" and url.startswith("/api/v1/") and "anonymous" not in expected:
                 assert status == 401, (kind, url, status)
         if got != expected:
             mismatches.append(
@@ -289,7 +391,7 @@ def test_internal_figures_go_only_to_the_citys_staff(request, api, world, admin)
     """Every signed-in role gets the open Shanghai call; only Shanghai's officers, finance officers and auditors
     (and the administrator) get its committed, disbursed and utilisation, the programme's committed and the
     Shanghai rows of the budget report (pipeline, allotment use). The others get the public fields, not nulls."""
-    users = {name: request.getfixturevalue(name) for name in AUTHENTICATED - {"admin"}}
+    users = {name: request.getfixturevalue(name) for name in AUTHENTICATED - {"admin", "paula"}}
     users["admin"] = admin
     pool_url = f"/api/v1/pools/{world.sh_pool.pk}/"
     programme_url = f"/api/v1/programmes/{world.sh_pool.programme_id}/"
