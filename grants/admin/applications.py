@@ -40,13 +40,15 @@ from grants.admin.base import (
 )
 from grants.admin.proposals import proposals_of
 from grants.admin.reviews import DuplicateFlagInline
+from grants.admin.vouchers import form_page
 from grants.errors import DomainError
-from grants.models import Application, Attachment, Proposal, Review
+from grants.models import Application, Attachment, Proposal, Review, VoucherScheme
 from grants.money import ZERO
 from grants.roles import Role, city_ids, has_role, roles_of
 from grants.selectors import PIPELINE_STATUSES, cleared_reviews, never_submitted
 from grants.services.approval import approval_refusal
 from grants.services.levels import cost_share_limit, levels_now, rate_for
+from grants.services.vouchers import issue_from_application
 
 RelatedOnly = admin.RelatedOnlyFieldListFilter
 S = Application.Status
@@ -296,6 +298,8 @@ class ApplicationAdmin(ScopedAdmin):
                 "change_url": change_url,
             }
             return TemplateResponse(request, "admin/grants/approve.html", context, status=409)
+        if VoucherScheme.objects.filter(pool_id=application.pool_id).exists():
+            return self.issue_voucher_view(request, application)
         form = ApproveForm(request.POST or None, application=application)
         schedule: list[services.TrancheSpec] = []
         if form.is_valid():
@@ -364,6 +368,44 @@ class ApplicationAdmin(ScopedAdmin):
         }
         return TemplateResponse(request, "admin/grants/approve.html", context)
 
+    def issue_voucher_view(self, request: HttpRequest, application: Application) -> HttpResponse:
+        """In a pool run as vouchers the application is approved with a voucher (its face value, by default the
+        requested amount) instead of an award paid in tranches: grants.services.vouchers.issue_from_application."""
+        form = IssueVoucherForm(
+            request.POST or None, initial={"amount": application.requested_amount, "key": uuid.uuid4().hex}
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                voucher = issue_from_application(
+                    application=application,
+                    actor=request.user,  # type: ignore[arg-type]  # admin_view: signed in
+                    amount=form.cleaned_data["amount"],
+                    note=form.cleaned_data["note"],
+                    idempotency_key=form.cleaned_data["key"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    _("Approved with voucher %(code)s of %(amount)s.")
+                    % {"code": voucher.code, "amount": money(voucher.face_value)},
+                    messages.SUCCESS,
+                )
+                return redirect(reverse("admin:grants_voucher_change", args=[voucher.pk]))
+        return form_page(
+            self,
+            request,
+            title=_("Approve %(app)s with a voucher") % {"app": application},
+            form=form,
+            intro=_(
+                "This pool runs as vouchers: approving the application issues a voucher to %(holder)s, committed "
+                "against every budget level, instead of an award paid in tranches."
+            )
+            % {"holder": application.institution.name},
+            submit=_("Approve and issue the voucher"),
+        )
+
     @admin.display(description=gettext_lazy("reference"), ordering="reference")
     def reference_(self, app: Application) -> str:
         return app.reference or _("draft #%(pk)s") % {"pk": app.pk}
@@ -391,6 +433,16 @@ class ApplicationAdmin(ScopedAdmin):
             return "—"
         url = reverse("admin:grants_award_change", args=[award.pk])
         return format_html('<a href="{}">{}</a> ({})', url, award.reference, money(award.amount))
+
+
+class IssueVoucherForm(forms.Form):
+    amount = forms.DecimalField(
+        label=gettext_lazy("face value"), max_digits=18, decimal_places=2, min_value=Decimal("0.01")
+    )
+    note = forms.CharField(
+        label=gettext_lazy("note to the applicant"), required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    key = forms.CharField(widget=forms.HiddenInput)
 
 
 class ApproveForm(forms.Form):

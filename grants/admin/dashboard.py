@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -132,6 +132,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         ]
     today = timezone.localdate()
     overdue = selectors.overdue_for(user, today=today)
+    voucher_rows = _voucher_rows(pools)
 
     context = {
         **admin.site.each_context(request),
@@ -207,6 +208,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             for p in pool_list
         ],
         "alerts": alerts,
+        "voucher_rows": voucher_rows,
         "overdue": overdue,
         "overdue_tranches": [(t, money(t.amount), (today - t.scheduled_date).days) for t in overdue.tranches],
         "overdue_reports": [(d, (today - d.due_date).days) for d in overdue.reports],
@@ -231,6 +233,34 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         },
     }
     return TemplateResponse(request, "admin/dashboard.html", context)
+
+
+def _voucher_rows(pools: Any) -> list[dict[str, Any]]:
+    """The pools run as vouchers, each with what its vouchers' counters add up to: issued (face value), claimed and
+    awaiting verification (held), paid, lapsed at expiry, and the balance left to claim. One query."""
+    rows = (
+        pools.filter(voucher_scheme__isnull=False)
+        .select_related("programme__city")
+        .annotate(
+            voucher_count=Count("vouchers"),
+            issued=Sum("vouchers__face_value", default=ZERO),
+            held=Sum("vouchers__held", default=ZERO),
+            paid=Sum("vouchers__paid", default=ZERO),
+            lapsed=Sum("vouchers__lapsed", default=ZERO),
+        )
+        .order_by("programme__city__code", "programme__code", "code")
+    )
+    return [
+        {
+            "pool": p,
+            "count": p.voucher_count,
+            "figures": [
+                money(v) for v in (p.issued, p.held, p.paid, p.lapsed, p.issued - p.held - p.paid - p.lapsed)
+            ],
+            "url": reverse("admin:grants_voucher_changelist") + f"?pool__id__exact={p.pk}",
+        }
+        for p in rows
+    ]
 
 
 def _selected_pool(request: HttpRequest, pools: Any) -> FundingPool | None:

@@ -31,6 +31,7 @@ from grants.models import (
     IdempotencyRecord,
     Institution,
     InstitutionMember,
+    InstitutionRelation,
     LedgerEntry,
     UsageSnapshot,
     WebhookDelivery,
@@ -63,6 +64,28 @@ class DebarForm(OperationForm):
         return until
 
 
+class RelationForm(OperationForm):
+    kind = forms.ChoiceField(label=gettext_lazy("kind"), choices=InstitutionRelation.Kind.choices)
+    name = forms.CharField(label=gettext_lazy("name"), max_length=200)
+    identifier = forms.CharField(
+        label=gettext_lazy("ID or credit code"),
+        max_length=30,
+        required=False,
+        help_text=gettext_lazy("A person's identity number or a company's credit code, where known."),
+    )
+
+
+class RemoveRelationForm(OperationForm):
+    relation = forms.ModelChoiceField(
+        label=gettext_lazy("declared relation"), queryset=InstitutionRelation.objects.none()
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.obj is not None:
+            self.fields["relation"].queryset = self.obj.relations.all()  # type: ignore[attr-defined]
+
+
 class MemberInline(admin.TabularInline):
     model = InstitutionMember
     fields = ("user", "is_admin", "joined_at")
@@ -77,13 +100,35 @@ class MemberInline(admin.TabularInline):
         return False
 
 
+class RelationInline(admin.TabularInline):
+    """Who controls the institution, as it declares on its profile (its legal representative, its shareholders):
+    what the voucher claims' check of related parties compares (grants.services.vouchers.related_parties)."""
+
+    model = InstitutionRelation
+    fields = ("kind", "name", "identifier")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        from grants.selectors import is_city_staff
+
+        return is_city_staff(request.user)  # the institution's page is scoped already
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Institution)
 class InstitutionAdmin(ScopedAdmin):
     list_display = ("name_", "credit_code", "type", "city", "debarred_until", "created_at")
     list_filter = ("type", ("city", RelatedOnly), "debarred_until")
     search_fields = ("name_en", "name_zh", "credit_code")
     list_select_related = ("city",)
-    inlines = (MemberInline,)
+    inlines = (MemberInline, RelationInline)
     readonly_fields = (
         "name_en",
         "name_zh",
@@ -123,17 +168,45 @@ class InstitutionAdmin(ScopedAdmin):
             roles=PO,
             available=lambda inst: inst.debarred_until is not None,
         ),
+        # What the institution declares on its profile, recorded by an officer of its city who learns it otherwise
+        # (grants.services.institutions; the voucher claims' check of related parties reads it).
+        Operation(
+            "declare_relation",
+            gettext_lazy("declare a legal representative or shareholder"),
+            lambda actor, inst, d: services.declare_relation(
+                institution=inst, actor=actor, kind=d["kind"], name=d["name"], identifier=d["identifier"]
+            ),
+            roles=PO,
+            form_class=RelationForm,
+            bulk=False,
+        ),
+        Operation(
+            "remove_relation",
+            gettext_lazy("remove a declared relation"),
+            lambda actor, inst, d: services.remove_relation(relation=d["relation"], actor=actor),
+            roles=PO,
+            form_class=RemoveRelationForm,
+            bulk=False,
+            danger=True,
+            available=lambda inst: inst.relations.exists(),
+        ),
     )
 
     def scope_q(self, request: HttpRequest) -> Q:
-        # Institutions registered in the officer's cities, and those that applied to their cities' pools.
+        # Institutions registered in the officer's cities, those that applied to their cities' pools, hold their
+        # vouchers or are accredited there as providers.
         registered = city_scope(request.user, "city")
         if registered == Q():
             return registered
         applied = city_scope(request.user, "pool__programme__city")
-        from grants.models import Application
+        from grants.models import Application, Provider, Voucher
 
-        return registered | Q(pk__in=Application.objects.filter(applied).values("institution_id"))
+        return (
+            registered
+            | Q(pk__in=Application.objects.filter(applied).values("institution_id"))
+            | Q(pk__in=Voucher.objects.filter(applied).values("institution_id"))
+            | Q(pk__in=Provider.objects.filter(city_scope(request.user, "city")).values("institution_id"))
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # institutions register themselves, through the portal or the API

@@ -13,7 +13,7 @@ from django.utils.translation import pgettext_lazy
 
 from cities.models import City
 from grants.login_policy import PolicyLoginFormMixin
-from grants.models import Institution, InstitutionType
+from grants.models import Institution, InstitutionRelation, InstitutionType
 
 ONE_FEN = Decimal("0.01")
 
@@ -107,6 +107,17 @@ class InstitutionEditForm(forms.Form):
         required=False,
         help_text=_("Format: 2024-05-31."),
         widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+
+class RelationForm(forms.Form):
+    kind = forms.ChoiceField(label=_("Relation"), choices=InstitutionRelation.Kind.choices)
+    name = forms.CharField(label=_("Name"), max_length=200)
+    identifier = forms.CharField(
+        label=_("ID number or credit code"),
+        max_length=30,
+        required=False,
+        help_text=_("A person's ID number or a company's Unified Social Credit Code, where known."),
     )
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from grants.portal.views import accounts, applications, awards, notices, privacy
+from grants.portal.views import accounts, applications, awards, notices, privacy, vouchers
 
 app_name = "portal"
 
@@ -30,6 +30,14 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("institutions/<int:pk>/", accounts.institution, name="institution"),
     path("institutions/<int:pk>/edit/", accounts.institution_edit, name="institution_edit"),
     path("institutions/<int:pk>/members/", accounts.institution_add_member, name="institution_add_member"),
+    path(
+        "institutions/<int:pk>/relations/", accounts.institution_relation_add, name="institution_relation_add"
+    ),
+    path(
+        "institutions/<int:pk>/relations/<int:relation_pk>/remove/",
+        accounts.institution_relation_remove,
+        name="institution_relation_remove",
+    ),
     path("calls/", applications.calls, name="calls"),
     path("calls/<int:pk>/", applications.call_detail, name="call"),
     path("calls/<int:pool_pk>/apply/", applications.application_create, name="application_create"),
@@ -68,4 +76,15 @@ urlpatterns: list[URLPattern | URLResolver] = [
         awards.report_file,
         name="report_file",
     ),
+    path("vouchers/", vouchers.voucher_list, name="vouchers"),
+    path("vouchers/verify/", vouchers.voucher_verify, name="voucher_verify"),
+    path("vouchers/<int:pk>/", vouchers.voucher_detail, name="voucher"),
+    path("vouchers/<int:pk>/print/", vouchers.voucher_print, name="voucher_print"),
+    path("vouchers/<int:pk>/claim/", vouchers.voucher_claim, name="voucher_claim"),
+    path("claims/<int:claim_pk>/", vouchers.claim_detail, name="claim"),
+    path("claims/<int:claim_pk>/invoice/", vouchers.claim_invoice, name="claim_invoice"),
+    path("claims/<int:claim_pk>/payment-proof/", vouchers.claim_payment_proof, name="claim_payment_proof"),
+    path("provider/claims/", vouchers.provider_claims, name="provider_claims"),
+    path("provider/claims/new/", vouchers.provider_claim, name="provider_claim"),
+    path("provider/statement/", vouchers.provider_statement, name="provider_statement"),
 ]

@@ -27,6 +27,7 @@ from grants.models import Application, Attachment, MilestoneReport, Tranche
 from grants.portal import urls as portal_urls
 from grants.services.attachments import add_attachment
 from tests import factories as f
+from tests import voucher_factories as vf
 from tests.browser import screenshot
 from tests.portal.conftest import PDF
 
@@ -47,6 +48,8 @@ class World:
     attachment: Attachment
     report_tranche: Tranche
     report: MilestoneReport
+    voucher: Any
+    claim: Any
 
     def notice_pk(self) -> int | None:
         notice = apps.get_model("grants", "Notification")
@@ -80,6 +83,8 @@ def _pk(world: World, name: str, route: str) -> Any:
         return getattr(world, APPLICATION_OF_PAGE.get(name, "awarded")).pk
     if route.startswith("notices/"):
         return world.notice_pk()
+    if route.startswith("vouchers/"):
+        return world.voucher.pk
     raise LookupError(route)
 
 
@@ -90,6 +95,13 @@ ARGUMENTS: dict[str, Callable[[World, str, str], Any]] = {
     "tranche_pk": lambda w, name, route: w.report_tranche.pk,
     "report_pk": lambda w, name, route: w.report.pk,
     "duty_pk": lambda w, name, route: w.duty_pk(),
+    "claim_pk": lambda w, name, route: w.claim.pk,
+    # A declared shareholder of the institution (its removal is a POST: the page answers 405 to a GET).
+    "relation_pk": lambda w, name, route: (
+        apps.get_model("grants", "InstitutionRelation")
+        .objects.get_or_create(institution=w.institution, kind="shareholder", name="上海算力投资有限公司")[0]
+        .pk
+    ),
     "uidb64": lambda w, name, route: urlsafe_base64_encode(force_bytes(w.applicant.pk)),
     "token": lambda w, name, route: default_token_generator.make_token(w.applicant),
 }
@@ -143,6 +155,18 @@ def world(shanghai, alice, rita, dave) -> World:
         "quotation-for-gpu-cluster-rental-64xH800-twelve-months-final-v3.pdf", PDF, "application/pdf"
     )
     attachment = add_attachment(application=draft, actor=applicant, upload=upload)
+    # A voucher of a computing-power voucher pool with a claim on it, for the voucher and claim pages.
+    voucher_pool = f.pool(
+        programme, code="VCH", cap="250000000", name_en="Computing power vouchers", name_zh="算力券"
+    )
+    voucher = vf.voucher(voucher_pool, institution, face="1250000.50", officer=alice)
+    seller = f.institution(
+        shanghai,
+        type="large",
+        name_en="Shanghai Lingang Intelligent Computing Services Company Limited",
+        name_zh="上海临港智能算力服务有限公司",
+    )
+    claim = vf.claim(voucher, vf.provider(shanghai, institution=seller), actor=applicant)
     return World(
         applicant=applicant,
         institution=institution,
@@ -153,11 +177,20 @@ def world(shanghai, alice, rita, dave) -> World:
         attachment=attachment,
         report_tranche=tranches[1],
         report=report,
+        voucher=voucher,
+        claim=claim,
     )
 
 
 # Pages that answer with a file, not HTML: the world does not hold a file for each (a 404 is the right answer).
-DOWNLOADS = {"attachment", "milestone_file", "agreement_pdf", "report_file"}
+DOWNLOADS = {
+    "attachment",
+    "milestone_file",
+    "agreement_pdf",
+    "report_file",
+    "claim_invoice",
+    "claim_payment_proof",
+}
 
 
 def measure(context: Any, base: str, path: str, shot: str, seen: set[str]) -> tuple[int | None, int | None]:

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -16,12 +16,13 @@ from django.views.decorators.http import require_POST
 from grants import login_policy, services
 from grants.client_ip import client_address
 from grants.errors import DomainError
-from grants.models import InstitutionMember
+from grants.models import InstitutionMember, InstitutionRelation
 from grants.portal import selectors
 from grants.portal.forms import (
     AddMemberForm,
     InstitutionEditForm,
     InstitutionForm,
+    RelationForm,
     SignUpForm,
     ThrottledAuthenticationForm,
 )
@@ -144,6 +145,7 @@ def _profile(
     *,
     edit_form: InstitutionEditForm | None = None,
     member_form: AddMemberForm | None = None,
+    relation_form: RelationForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     institution = selectors.institution_for(request.user, pk)
@@ -163,6 +165,8 @@ def _profile(
         "is_manager": is_manager,
         "edit_form": edit_form,
         "member_form": member_form or AddMemberForm(),
+        "relation_form": relation_form or RelationForm(),
+        "relations": institution.relations.all(),
         "applications": selectors.applications_of(request.user).filter(institution=institution),
     }
     return render(request, "portal/institution.html", context, status=status)
@@ -216,3 +220,35 @@ def institution_add_member(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.success(request, _("%(user)s is now a member.") % {"user": user.get_username()})
                 return redirect("portal:institution", pk=inst.pk)
     return _profile(request, pk, member_form=form, status=400)
+
+
+@login_required
+@require_POST
+def institution_relation_add(request: HttpRequest, pk: int) -> HttpResponse:
+    """Declare the legal representative or a shareholder (voucher claims between related institutions are
+    refused)."""
+    inst = selectors.institution_for(request.user, pk)
+    form = RelationForm(request.POST)
+    if form.is_valid():
+        try:
+            services.declare_relation(institution=inst, actor=current_user(request), **form.cleaned_data)
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(request, _("The declaration is saved."))
+            return redirect("portal:institution", pk=inst.pk)
+    return _profile(request, pk, relation_form=form, status=400)
+
+
+@login_required
+@require_POST
+def institution_relation_remove(request: HttpRequest, pk: int, relation_pk: int) -> HttpResponse:
+    inst = selectors.institution_for(request.user, pk)
+    relation = get_object_or_404(InstitutionRelation, pk=relation_pk, institution=inst)
+    try:
+        services.remove_relation(relation=relation, actor=current_user(request))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The declaration is removed."))
+    return redirect("portal:institution", pk=inst.pk)
