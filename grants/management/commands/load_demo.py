@@ -1,6 +1,7 @@
 """Demo data from the cities of SPEC §9: programmes, pools with their rules, institutions with valid credit codes,
-applications in every state, awards with tranches, some of them paid. Everything goes through the services, so the
-ledger, counters and audit log are exactly what real use would leave. Safe to run twice."""
+applications in every state, awards with tranches, some of them paid; vouchers with their providers and claims
+(_demo_vouchers.py). Everything goes through the services, so the ledger, counters and audit log are exactly what
+real use would leave. Safe to run twice."""
 
 import secrets
 from dataclasses import dataclass
@@ -10,13 +11,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from stdnum.cn import uscc
 
 from cities.data import AGENCY_CREDIT_CODES, CITIES
 from cities.models import City, StaffScope
 from grants import services
+from grants.errors import DomainError
+from grants.management.commands._demo_vouchers import PROVIDER_USERS, load_vouchers, vouchers_loaded
 from grants.models import (
     FundingPool,
     Institution,
@@ -240,6 +244,7 @@ DEMO_USERS = [
     "reviewer2",
     "auditor",
     *(f"applicant{i}" for i in range(1, len(INSTITUTIONS) + 1)),
+    *PROVIDER_USERS,
 ]
 REGION = {"SH": "310000", "HZ": "330100", "SZ": "440300", "BJ": "110000"}
 
@@ -284,6 +289,7 @@ class Command(BaseCommand):
         self.password = secrets.token_urlsafe(9)
         if Programme.objects.filter(city__code="SH", code="2025").exists():
             self.record_agency_credit_codes()
+            self.add_vouchers_to_earlier_demo()
             if not options["reset_passwords"]:
                 self.stdout.write(
                     "Demo data is already loaded (--reset-passwords prints a new demo password)."
@@ -296,11 +302,15 @@ class Command(BaseCommand):
         else:
             with transaction.atomic():
                 self.load()
+                notes = load_vouchers(user=self.user, credit_code=credit_code)
+            for note in notes:
+                self.stdout.write(note)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo users, password {self.password}: sh_officer, sh_officer2, hz_officer, sz_officer, bj_officer "
                 "(programme officers), sh_finance, sh_finance2, hz_finance, sz_finance, bj_finance (finance), "
-                "reviewer1, reviewer2, auditor (all cities), applicant1 … applicant10 (one per institution). "
+                "reviewer1, reviewer2, auditor (all cities), applicant1 … applicant10 (one per institution), "
+                "sh_provider1, sh_provider2, sh_provider3, hz_provider1 (staff of the accredited voucher providers). "
                 "Shanghai's pools need a second officer above 500万元 (approvals) and 100万元 (payments): "
                 "sh_officer2 confirms the pending proposal of sh_officer."
             )
@@ -324,6 +334,30 @@ class Command(BaseCommand):
         """Demo data loaded before cities had agency credit codes gets them; a code already recorded stays."""
         for code, credit_code in AGENCY_CREDIT_CODES.items():
             City.objects.filter(code=code, agency_credit_code="").update(agency_credit_code=credit_code)
+
+    def add_vouchers_to_earlier_demo(self) -> None:
+        """Demo data loaded before vouchers existed (issue 13) gets them, with the provider users' password printed
+        here. A database changed since so that they no longer fit (an institution renamed, a user removed) keeps
+        what it has: it says so, and nothing of the vouchers is written."""
+        if vouchers_loaded():
+            return
+        try:
+            with transaction.atomic():
+                notes = load_vouchers(user=self.user, credit_code=credit_code)
+        except (DomainError, ObjectDoesNotExist, IntegrityError) as exc:
+            self.stdout.write(
+                f"The demo's vouchers could not be added to the demo data loaded earlier ({exc}); load the demo "
+                "into an empty database to see them."
+            )
+            return
+        for note in notes:
+            self.stdout.write(note)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Vouchers added to the demo loaded earlier. Provider users, password {self.password}: "
+                f"{', '.join(PROVIDER_USERS)}."
+            )
+        )
 
     def load(self) -> None:
         cities = {
