@@ -507,20 +507,7 @@ class VoucherClaimViewSet(UploadLimitMixin, mixins.CreateModelMixin, viewsets.Re
             claim = service.submit_claim(
                 voucher=self._voucher(request, data),
                 actor=request.user,  # type: ignore[arg-type]
-                data=service.ClaimInput(
-                    offering_id=data["offering"],
-                    contract_number=data["contract_number"],
-                    contract_value=data["contract_value"],
-                    invoice_code=data["invoice_code"],
-                    invoice_number=data["invoice_number"],
-                    invoice_date=data["invoice_date"],
-                    invoice_amount=data["invoice_amount"],
-                    invoice_tax=data["invoice_tax"],
-                    amount_paid=data["amount_paid"],
-                    amount=data["amount"],
-                    usage_statement=data["usage_statement"],
-                    usage_quantity=data["usage_quantity"],
-                ),
+                data=service.ClaimInput.of(data, offering_id=data["offering"]),
                 invoice_file=data["invoice_file"],
                 payment_proof=data["payment_proof"],
                 idempotency_key=idempotency.service_key(request, key),

@@ -152,17 +152,4 @@ class ClaimForm(forms.Form):
 
     def claim_input(self) -> ClaimInput:
         data = self.cleaned_data
-        return ClaimInput(
-            offering_id=data["offering"].pk,
-            contract_number=data["contract_number"],
-            contract_value=data["contract_value"],
-            invoice_code=data["invoice_code"],
-            invoice_number=data["invoice_number"],
-            invoice_date=data["invoice_date"],
-            invoice_amount=data["invoice_amount"],
-            invoice_tax=data["invoice_tax"],
-            amount_paid=data["amount_paid"],
-            amount=data["amount"],
-            usage_statement=data["usage_statement"],
-            usage_quantity=data["usage_quantity"],
-        )
+        return ClaimInput.of(data, offering_id=data["offering"].pk)

@@ -936,6 +936,14 @@ class ClaimInput:
     usage_statement: str
     usage_quantity: Decimal | None = None
 
+    @classmethod
+    def of(cls, data: Mapping[str, Any], *, offering_id: int) -> "ClaimInput":
+        """From a form's or a request's cleaned data, keyed by these fields' names (the offering apart: a form
+        holds the object, a request its id)."""
+        return cls(
+            offering_id=offering_id, **{name: data[name] for name in CLAIM_FIELDS if name != "offering_id"}
+        )
+
 
 CLAIM_FIELDS = tuple(f.name for f in fields(ClaimInput))
 
