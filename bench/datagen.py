@@ -1,11 +1,12 @@
 """Bulk data for the benchmarks, written by PostgreSQL itself (INSERT ... SELECT generate_series, COPY).
 
-The shape (SPEC §2, §4): 4 cities, 100 programmes of 10 pools each (1,000 pools), 20,000 institutions,
-200,000 approved applications with one award each, 5 yearly tranches per award (1,000,000 tranches), and the
-ledger behind them: one commit per tranche's fiscal year (as approve_application posts it), one disburse per paid
-tranche, one de-commit per cancelled tranche. The counters of pools, fiscal-year allotments and programmes are then
-recomputed from the ledger in one statement each, so `committed = Σ commit - Σ decommit` and
-`disbursed = Σ disburse - Σ recover` hold by construction and every CHECK constraint is satisfied.
+The shape (SPEC §2, §4): 4 cities, 100 programmes of 10 pools each (1,000 pools, and one more in programme 1 for
+vouchers, without awards), 20,000 institutions, 200,000 approved applications with one award each, 5 yearly tranches
+per award (1,000,000 tranches), and the ledger behind them: one commit per tranche's fiscal year (as
+approve_application posts it), one disburse per paid tranche, one de-commit per cancelled tranche. The counters
+of pools, fiscal-year allotments and programmes are then recomputed from the ledger in one statement each, so
+`committed = Σ commit - Σ decommit` and `disbursed = Σ disburse - Σ recover` hold by construction and every CHECK
+constraint is satisfied.
 
 Generation is split in stages by award id so the same database can be measured at 10,000 tranches and then at
 1,000,000 (the budget-report ratio). Besides the awards, two pools of programme 1 get applications under review
@@ -18,8 +19,13 @@ runs (grants/services/duplicates.py) finds nothing to be acknowledged; the pools
 so one officer approves alone. The generated awards have no agreement (as awards made before agreements existed:
 grants/services/agreements.py `agreement_accepted`); those approved through the API get theirs from approval.
 
-Nothing here goes through the service layer on purpose: the point is a database at scale in seconds. What the
-service layer guarantees (counters equal ledger sums, caps held) is checked on the result by `check_consistency`.
+Nothing of the above goes through the service layer on purpose: the point is a database at scale in seconds. What
+the service layer guarantees (counters equal ledger sums, caps held) is checked on the result by `check_consistency`.
+
+The vouchers are the exception (`vouchers`): a scheme on the voucher pool, one accredited provider and its user,
+and vouchers issued from one CSV, all through grants/services/vouchers.py as an officer would, since a few hundred
+vouchers take a second or two that way and the claims measured against them must meet every rule of issue.
+`voucher_drift` then checks what the claims left: the voucher counters against the claims and the ledger.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from stdnum.cn import uscc
@@ -57,6 +65,11 @@ class Scale:
     @property
     def programmes(self) -> int:
         return self.pools // POOLS_PER_PROGRAMME
+
+
+def voucher_pool(scale: Scale) -> int:
+    """The id of the pool the vouchers are issued from: the one after the generated pools, in programme 1."""
+    return scale.pools + 1
 
 
 def credit_code(n: int) -> str:
@@ -108,6 +121,21 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
         """,
         {"cap": POOL_CAP, "per": POOLS_PER_PROGRAMME, "n": scale.pools},
     )
+    # One more pool in programme 1, for vouchers (`vouchers` below): a scheme may only run on a pool without
+    # awards, and the awards below go to the first `pools` pools only. The programme's budget grows by its cap.
+    cur.execute(
+        """
+        INSERT INTO grants_fundingpool (id, name_en, name_zh, code, category, cap, committed, disbursed, max_rate,
+            rate_by_type, max_per_award, max_per_institution_year, min_duration_years, max_duration_years,
+            eligible_types, registration_required, min_reviews, alert_thresholds, opens_at, closes_at,
+            accepting_applications, next_reference_number, tracking_due_at, tracked_at, programme_id, reserved)
+        VALUES (%(id)s, 'Bench computing-power vouchers', '基准算力券', 'V' || %(id)s, 'compute', %(cap)s, 0, 0,
+                0.5000, '{}', 50000000.00, 100000000.00, 1, 5, '[]', false, 1, '[50, 80, 95, 100]', NULL, NULL,
+                false, 1, NULL, NULL, 1, 0)
+        """,
+        {"id": voucher_pool(scale), "cap": POOL_CAP},
+    )
+    cur.execute("UPDATE grants_programme SET total_budget = total_budget + %s WHERE id = 1", (POOL_CAP,))
     # Allotments sum to the cap: one tenth of it a year. The race pool has none, so its cap is the binding level.
     cur.execute(
         """
@@ -120,7 +148,7 @@ def base(conn: psycopg.Connection, scale: Scale, *, officer_id: int) -> None:
         {
             "cap": POOL_CAP,
             "years": LAST_YEAR - FIRST_YEAR + 1,
-            "n": scale.pools,
+            "n": voucher_pool(scale),
             "first": FIRST_YEAR,
             "last": LAST_YEAR,
             "race": RACE_POOL,
@@ -428,3 +456,187 @@ def check_consistency(conn: psycopg.Connection) -> dict[str, int]:
         result[name] = int(row[0]) if row else 0
     conn.commit()
     return result
+
+
+# --- Vouchers, through the services ---------------------------------------------------------------------------
+
+PROVIDER_INSTITUTION = 19_997  # in that city, and no holder
+FIRST_HOLDER = (
+    12_001  # past the hot and race pools' applicants; every 4th institution is in programme 1's city
+)
+SPREAD_FACE = Decimal("300000.00")
+
+
+def _minimal_pdf() -> bytes:
+    """A one-page PDF with a correct cross-reference table: what an invoice or payment-proof upload must be."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+PDF = _minimal_pdf()
+
+
+@dataclass(frozen=True)
+class BenchVoucher:
+    id: int
+    code: str
+
+
+@dataclass
+class VoucherSetup:
+    scheme_id: int
+    pool_id: int
+    provider_id: int
+    provider_credit_code: str
+    provider_user: Any
+    finance_user: Any
+    offering_id: int
+    spread: list[BenchVoucher]
+    contention: BenchVoucher
+    race: BenchVoucher
+    invoice_date: date
+    # A claim: 1,000.00 + 60.00 tax invoiced and paid; 300.00 claimed, within the standard rate 0.30 of 1,060.00.
+    invoice_amount: Decimal = Decimal("1000.00")
+    invoice_tax: Decimal = Decimal("60.00")
+    claim_amount: Decimal = Decimal("300.00")
+
+
+def vouchers(
+    scale: Scale, *, officer: Any, spread: int, race_fits: int, contention_claims: int
+) -> VoucherSetup:
+    """Through the voucher service, as the programme officer: a scheme on the voucher pool (0.30 standard, 0.50
+    domestic), one provider accredited for compute with an A800 offering, a provider user (the PROVIDER group and
+    a member of the provider institution) and a finance officer of the city, then `spread` + 2 vouchers from one
+    CSV: `spread` of SPREAD_FACE each, one that fits `contention_claims` claims, one that fits exactly `race_fits`.
+    Needs Django set up (run.py does it)."""
+    from django.contrib.auth.models import Group, User
+    from django.utils import timezone
+
+    from cities.models import StaffScope
+    from grants.models import FundingPool, InstitutionMember
+    from grants.roles import PROVIDER, Role
+    from grants.services import vouchers as service
+
+    pool = FundingPool.objects.select_related("programme__city").get(pk=voucher_pool(scale))
+    city = pool.programme.city
+    today = timezone.localdate()
+    scheme = service.create_scheme(
+        pool=pool, actor=officer, rates={"standard": "0.30", "domestic": "0.50"}, validity_days=365
+    )
+    provider = service.accredit_provider(
+        city=city,
+        credit_code=credit_code(PROVIDER_INSTITUTION),
+        categories=["compute"],
+        accredited_from=date(today.year, 1, 1),
+        offerings=[
+            {
+                "category": "compute",
+                "name": "A800 GPU-hours",
+                "accelerator_type": "A800",
+                "offering_class": "standard",
+                "unit": "accelerator-hours",
+            }
+        ],
+        actor=officer,
+    )
+    offering = provider.offerings.get()
+    provider_user = User.objects.create_user("bench_provider", "provider@example.org", None)
+    provider_user.groups.add(Group.objects.get_or_create(name=PROVIDER)[0])
+    InstitutionMember.objects.create(institution=provider.institution, user=provider_user)
+    finance = User.objects.create_user("bench_finance", "finance@example.org", None)
+    finance.groups.add(Group.objects.get(name=Role.FINANCE_OFFICER))
+    StaffScope.objects.create(user=finance).cities.add(city)
+
+    claim = VoucherSetup.claim_amount
+    faces = [SPREAD_FACE] * spread + [claim * contention_claims, claim * race_fits]
+    holders = [FIRST_HOLDER + 4 * k for k in range(len(faces))]
+    rows = ["credit_code,face_value"] + [
+        f"{credit_code(n)},{face}" for n, face in zip(holders, faces, strict=True)
+    ]
+    issued = service.issue_bulk(
+        pool=pool, csv_text="\n".join(rows) + "\n", actor=officer, idempotency_key="bench-vouchers"
+    )
+    by_holder = {v.institution_id: BenchVoucher(v.pk, v.code) for v in issued}
+    ordered = [by_holder[n] for n in holders]
+    return VoucherSetup(
+        scheme_id=scheme.pk,
+        pool_id=pool.pk,
+        provider_id=provider.pk,
+        provider_credit_code=credit_code(PROVIDER_INSTITUTION),
+        provider_user=provider_user,
+        finance_user=finance,
+        offering_id=offering.pk,
+        spread=ordered[:spread],
+        contention=ordered[spread],
+        race=ordered[spread + 1],
+        invoice_date=today,
+    )
+
+
+def pay_claims(setup: VoucherSetup, *, count: int) -> int:
+    """The finance officer pays `count` submitted claims of the spread vouchers through the service, every other
+    one for 100.00 less than claimed (the rest of its hold goes back to the balance); returns how many."""
+    from grants.models import VoucherClaim
+    from grants.services import vouchers as service
+
+    claims = VoucherClaim.objects.filter(
+        voucher_id__in=[v.id for v in setup.spread], status=VoucherClaim.Status.SUBMITTED
+    ).order_by("id")[:count]
+    paid = 0
+    for i, claim in enumerate(claims):
+        service.approve_claim(
+            claim=claim,
+            actor=setup.finance_user,
+            amount=claim.amount - (Decimal("100.00") if i % 2 else 0),
+            payment_reference=f"BENCH-PAY-{claim.pk}",
+        )
+        paid += 1
+    return paid
+
+
+def voucher_drift(conn: psycopg.Connection, scheme_id: int) -> dict[str, int]:
+    """Count the scheme's vouchers whose counters disagree with their claims or the ledger, or whose balance is
+    below zero (the CHECK constraint forbids it; counted anyway)."""
+    cur = conn.cursor()
+    cur.execute(
+        """
+        SELECT count(*) FILTER (WHERE v.face_value < v.paid + v.held + v.lapsed),
+               count(*) FILTER (WHERE v.held <> coalesce(c.held, 0)),
+               count(*) FILTER (WHERE v.paid <> coalesce(c.paid, 0)),
+               count(*) FILTER (WHERE v.paid <> coalesce(l.disbursed, 0)),
+               count(*) FILTER (WHERE v.face_value - v.lapsed <> coalesce(l.committed, 0))
+        FROM grants_voucher AS v
+        LEFT JOIN (
+            SELECT voucher_id, sum(amount) FILTER (WHERE status = 'submitted') AS held,
+                   sum(approved_amount) FILTER (WHERE status = 'paid') AS paid
+            FROM grants_voucherclaim GROUP BY voucher_id
+        ) AS c ON c.voucher_id = v.id
+        LEFT JOIN (
+            SELECT voucher_id,
+                   sum(CASE kind WHEN 'commit' THEN amount WHEN 'decommit' THEN -amount ELSE 0 END) AS committed,
+                   sum(CASE kind WHEN 'disburse' THEN amount WHEN 'recover' THEN -amount ELSE 0 END) AS disbursed
+            FROM grants_ledgerentry WHERE voucher_id IS NOT NULL GROUP BY voucher_id
+        ) AS l ON l.voucher_id = v.id
+        WHERE v.scheme_id = %s
+        """,
+        (scheme_id,),
+    )
+    row = cur.fetchone()
+    conn.commit()
+    assert row is not None
+    names = ("balance_below_zero", "held_not_claims", "paid_not_claims", "paid_not_ledger", "face_not_ledger")
+    return dict(zip(names, (int(x) for x in row), strict=True))

@@ -1,4 +1,5 @@
-"""The HTTP load generator: a fixed number of client threads in this one process.
+"""The HTTP load generator: a fixed number of client threads in this one process. Bodies are JSON, or bytes
+encoded beforehand (`multipart` builds a form with files: the voucher claims).
 
 How it is bounded (so it never starves the server it measures): every client thread lives in this process, which
 `pinned()` restricts to a single CPU with sched_setaffinity while the load runs, and CPython runs one thread at a
@@ -13,6 +14,7 @@ import http.client
 import json
 import os
 import queue
+import secrets
 import statistics
 import threading
 import time
@@ -63,7 +65,9 @@ class Client:
     ) -> Response:
         all_headers = {**self.headers, **(headers or {})}
         payload = None
-        if body is not None:
+        if isinstance(body, bytes):
+            payload = body  # already encoded (multipart): the caller's headers carry its Content-Type
+        elif body is not None:
             payload = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
         start = time.perf_counter()
@@ -98,6 +102,24 @@ class Client:
         self.conn.close()
 
 
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body (RFC 7578) and its Content-Type: `files` maps a field to (filename, type, bytes)."""
+    boundary = "bench" + secrets.token_hex(12)
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for name, (filename, content_type, content) in files.items():
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        parts.append(head.encode() + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
 @dataclass
 class LoadResult:
     clients: int
@@ -109,6 +131,11 @@ class LoadResult:
 
     def count(self, status: int) -> int:
         return self.statuses[status]
+
+    @property
+    def sent(self) -> int:
+        """Jobs taken from the queue: every one was sent, answered or failed in transport."""
+        return sum(self.statuses.values()) + len(self.errors)
 
     def rate(self, status: int) -> float:
         return self.statuses[status] / self.seconds if self.seconds else 0.0
@@ -127,6 +154,7 @@ class LoadResult:
             "error_codes": dict(self.codes),
             "latency_p50_ms": round(self.percentile(0.5) * 1000, 1),
             "latency_p95_ms": round(self.percentile(0.95) * 1000, 1),
+            "latency_p99_ms": round(self.percentile(0.99) * 1000, 1),
             "transport_errors": self.errors[:5],
         }
 
