@@ -51,7 +51,6 @@ from grants.models import (
     Institution,
     InstitutionMember,
     InstitutionRelation,
-    LedgerEntry,
     Offering,
     OfferingClass,
     Provider,
@@ -1485,15 +1484,3 @@ def expiring(due_by: date) -> Any:
         .filter(face_value__gt=F("paid") + F("held") + F("lapsed"))
         .select_related("pool__programme__city", "institution")
     )
-
-
-def ledger_of(voucher: Voucher) -> dict[str, Decimal]:
-    """The voucher's committed and disbursed money by its ledger entries (what its counters must equal)."""
-    from grants.selectors import ledger_totals
-
-    totals = ledger_totals(LedgerEntry.objects.filter(voucher=voucher), by=())
-    found = totals.get((), None)
-    return {
-        "committed": found.committed if found else ZERO,
-        "disbursed": found.disbursed if found else ZERO,
-    }
